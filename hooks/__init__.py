@@ -1,0 +1,1 @@
+"""The integration edge: inbound platform webhooks, the inbox, outbound delivery."""

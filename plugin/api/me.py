@@ -1,0 +1,15 @@
+"""Who the caller's key acts for."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+
+from loyalty.stores import Principal, Scope
+from plugin.auth import requires
+
+
+@get("/v1/me", guards=[requires(*Scope)], tags=["auth"], summary="The calling key")
+async def me(principal: NamedDependency[Principal]) -> Principal:
+    """The store, scope and key id of the calling API key."""
+    return principal

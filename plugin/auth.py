@@ -1,0 +1,128 @@
+"""Who is calling: API keys (cached, revocation pushed through Redis) and the operator token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+from redis.asyncio import Redis
+
+from loyalty import stores
+from loyalty.stores import Principal, Scope
+
+log = logging.getLogger(__name__)
+
+REVOKED_CHANNEL = "patron:keys:revoked"
+EXCLUDE_FROM_AUTH = "exclude_from_auth"
+
+AnyConnection = ASGIConnection[Any, Any, Any, Any]
+
+
+class KeyResolver:
+    """Turns an API key into its Principal, asking PostgreSQL at most once per key per `ttl` seconds.
+
+    Unknown keys are cached too (bounded), so a flood of bad keys does not become a flood of queries.
+    Revocations are published on Redis and evicted at once by every process.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl: float, max_size: int = 50_000) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._max_size = max_size
+        self._entries: OrderedDict[bytes, tuple[float, Principal | None]] = OrderedDict()
+
+    async def resolve(self, api_key: str) -> Principal | None:
+        key_hash = stores.hash_key(api_key)
+        cached = self._entries.get(key_hash)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with self._pool.acquire() as conn:
+            principal = await stores.authenticate(conn, api_key)
+        self._entries[key_hash] = (time.monotonic() + self._ttl, principal)
+        self._entries.move_to_end(key_hash)
+        while len(self._entries) > self._max_size:
+            self._entries.popitem(last=False)
+        return principal
+
+    def evict(self, key_hash: bytes) -> None:
+        self._entries.pop(key_hash, None)
+
+    async def follow_revocations(self, redis: Redis) -> None:
+        """Evict keys revoked by any process, until cancelled."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(REVOKED_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.evict(bytes.fromhex(message["data"].decode()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Redis went away: the TTL still bounds how long a revoked key lives; try again shortly.
+                log.warning("lost the key revocation feed; retrying", exc_info=True)
+                self._entries.clear()
+                await asyncio.sleep(1)
+
+
+async def publish_revocation(redis: Redis, key_hash: bytes) -> None:
+    with contextlib.suppress(Exception):
+        await redis.publish(REVOKED_CHANNEL, key_hash.hex())
+
+
+def bearer_token(connection: AnyConnection) -> str | None:
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> None:
+    """Router-wide guard: resolves the bearer API key into `request.auth`, or answers 401.
+
+    A guard rather than a middleware so that its 401 goes through the route's error handling and
+    middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
+    """
+    if handler.opt.get(EXCLUDE_FROM_AUTH):
+        return
+    token = bearer_token(connection)
+    if token is None:
+        raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
+    principal = await connection.app.state.patron.keys.resolve(token)
+    if principal is None:
+        raise NotAuthorizedException("the API key is unknown, expired or revoked")
+    connection.scope["auth"] = principal
+
+
+Guard = Callable[[AnyConnection, BaseRouteHandler], None]
+
+
+def requires(*scopes: Scope) -> Guard:
+    """A guard letting through keys of the given scopes only."""
+    allowed = frozenset(scopes)
+    names = ", ".join(sorted(scope.value for scope in allowed))
+
+    def guard(connection: AnyConnection, _: BaseRouteHandler) -> None:
+        principal: Principal = connection.auth
+        if principal.scope not in allowed:
+            raise PermissionDeniedException(f"this route needs a key of scope {names}")
+
+    return guard
+
+
+def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None:
+    """Lets through the operator token (`PATRON_ADMIN_TOKEN`); operator routes are off without one."""
+    expected = connection.app.state.patron.settings.admin_token
+    if expected is None:
+        raise NotAuthorizedException("operator endpoints are disabled: PATRON_ADMIN_TOKEN is not set")
+    token = bearer_token(connection) or ""
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise NotAuthorizedException("the operator token is missing or wrong")

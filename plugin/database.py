@@ -1,0 +1,37 @@
+"""The asyncpg pool: jsonb goes through msgspec, and every connection speaks UTC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for kind in ("json", "jsonb"):
+        # msgspec encodes to bytes; asyncpg's text codecs want str, so decode once at the edge.
+        await conn.set_type_codec(
+            kind, encoder=lambda value: _encode(value).decode(), decoder=_decode, schema="pg_catalog"
+        )
+
+
+async def create_pool(url: str, *, size: int) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=size,
+        init=_init_connection,
+        server_settings={"timezone": "UTC", "application_name": "patron"},
+    )
+    return pool
+
+
+async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection outside the pool (migrations, CLI)."""
+    conn: asyncpg.Connection = await asyncpg.connect(url, server_settings={"timezone": "UTC"}, **kwargs)
+    await _init_connection(conn)
+    return conn

@@ -1,0 +1,79 @@
+"""Start and stop what a Patron process needs: servers, pool, Redis, migrations, the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from litestar import Litestar
+from redis.asyncio import Redis
+
+from plugin import database, embedded
+from plugin.auth import KeyResolver
+from plugin.jobs import JOB_HANDLERS, SCHEDULES
+from plugin.migrations import migrate
+from plugin.runtime import Runtime
+from plugin.settings import Settings
+from plugin.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """Everything but the worker: used by the app and by CLI commands alike."""
+    settings, servers = await anyio.to_thread.run_sync(embedded.ensure_servers, settings)
+    assert settings.database_url is not None
+    assert settings.redis_url is not None
+    try:
+        pool = await database.create_pool(settings.database_url, size=settings.db_pool_size)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            redis = Redis.from_url(settings.redis_url)
+            try:
+                yield Runtime(
+                    settings=settings,
+                    pool=pool,
+                    redis=redis,
+                    keys=KeyResolver(pool, ttl=settings.key_cache_seconds),
+                )
+            finally:
+                await redis.aclose()
+        finally:
+            await pool.close()
+    finally:
+        if servers is not None:
+            await anyio.to_thread.run_sync(servers.close)
+
+
+def make_worker(runtime: Runtime) -> Worker:
+    return Worker(runtime=runtime, handlers=JOB_HANDLERS, schedules=SCHEDULES)
+
+
+@contextlib.asynccontextmanager
+async def run_worker(runtime: Runtime) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(make_worker(runtime).run(stop), name="patron-worker")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]:
+    @contextlib.asynccontextmanager
+    async def patron_lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
+            app.state.patron = runtime
+            revocations = asyncio.create_task(runtime.keys.follow_revocations(runtime.redis))
+            stack.callback(revocations.cancel)
+            if settings.worker:
+                await stack.enter_async_context(run_worker(runtime))
+            yield
+
+    return patron_lifespan  # type: ignore[return-value]

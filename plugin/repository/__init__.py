@@ -1,0 +1,1 @@
+"""SQL of the plugin's own tables (the job queue)."""

@@ -1,0 +1,27 @@
+"""What a running Patron process holds: settings, the pool, Redis, the key resolver, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from redis.asyncio import Redis
+
+from plugin.auth import KeyResolver
+from plugin.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    redis: Redis
+    keys: KeyResolver
+    clock: Callable[[], datetime] = field(default=utc_now)
+    """The one way code reads the time, so tests and `--now` can move it."""

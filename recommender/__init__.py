@@ -1,0 +1,1 @@
+"""Purchase history in, predictions out: datasets, LightFM, need prediction, serving."""
