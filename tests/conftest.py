@@ -7,6 +7,7 @@ instead; either way it works in a database of its own, created here and dropped 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -14,10 +15,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from loyalty.stores import StoreCreated
 from plugin import embedded
@@ -81,14 +82,33 @@ def app(settings: Settings) -> Litestar:
 
 
 @pytest.fixture(scope="session")
-async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app) as client:
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app, in the tests' own event loop, so tests can run requests
+    concurrently and use the app's pool (Litestar's AsyncTestClient runs the app in another loop)."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def run_lifespan() -> None:
+        # Entered and exited in one task: the lifespan's cancel scopes demand it, and pytest
+        # tears session fixtures down from another task.
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    lifespan = asyncio.create_task(run_lifespan())
+    await asyncio.wait({lifespan, asyncio.create_task(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if lifespan.done():
+        lifespan.result()  # startup failed: raise its error here
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://patron.test"
+    ) as client:
         yield client
+    stop.set()
+    await lifespan
 
 
 @pytest.fixture
-def runtime(client: AsyncTestClient[Litestar]) -> Runtime:
-    patron: Runtime = client.app.state.patron
+def runtime(app: Litestar, client: httpx.AsyncClient) -> Runtime:
+    patron: Runtime = app.state.patron
     return patron
 
 
@@ -99,7 +119,7 @@ def bearer(token: str) -> dict[str, str]:
 ADMIN = bearer(ADMIN_TOKEN)
 
 
-async def make_store(client: AsyncTestClient[Litestar], **overrides: object) -> StoreCreated:
+async def make_store(client: httpx.AsyncClient, **overrides: object) -> StoreCreated:
     body = {"name": "Test shop", "currency": "EUR", "timezone": "Europe/Berlin"} | overrides
     response = await client.post("/v1/admin/stores", json=body, headers=ADMIN)
     assert response.status_code == 201, response.text
@@ -107,6 +127,6 @@ async def make_store(client: AsyncTestClient[Litestar], **overrides: object) -> 
 
 
 @pytest.fixture
-async def store(client: AsyncTestClient[Litestar]) -> StoreCreated:
+async def store(client: httpx.AsyncClient) -> StoreCreated:
     """A fresh store: the unit of isolation between tests."""
     return await make_store(client)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from loyalty.stores import StoreCreated
 from tests.conftest import ADMIN, bearer
 
-Client = AsyncTestClient[Litestar]
+Client = httpx.AsyncClient
 
 
 async def test_health_and_ready_report_both_servers(client: Client) -> None:

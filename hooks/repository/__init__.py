@@ -1,0 +1,1 @@
+"""SQL of the integration edge: the inbox and the outbox's delivery state."""

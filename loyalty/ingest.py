@@ -1,0 +1,46 @@
+"""Apply one canonical event inside the caller's transaction (the one holding its inbox row)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from loyalty import members, orders, programs
+from loyalty.events import Customer, Event, OrderCancelled, OrderPaid, OrderRefunded, ProductUpserted
+from loyalty.orders import Outcome
+from loyalty.repository import Connection
+from loyalty.repository import products as products_repo
+from loyalty.repository.stores import StoreRow
+
+
+async def apply(
+    conn: Connection, *, store: StoreRow, event: Event, now: datetime, award: bool = True
+) -> Outcome:
+    """The event's whole effect; `duplicate` when it changes nothing that is not already so."""
+    program = await programs.live_program(conn, store_id=store.store_id)
+    if isinstance(event, OrderPaid):
+        return await orders.apply_paid(conn, store=store, program=program, event=event, now=now, award=award)
+    if isinstance(event, OrderRefunded):
+        return await orders.apply_refunded(conn, store=store, program=program, event=event, now=now)
+    if isinstance(event, OrderCancelled):
+        return await orders.apply_cancelled(conn, store=store, program=program, event=event, now=now)
+    if isinstance(event, Customer):
+        applied = await members.upsert_customer(
+            conn, store_id=store.store_id, customer=event, program=program, now=now
+        )
+        return "applied" if applied else "duplicate"
+    if isinstance(event, ProductUpserted):
+        applied = await products_repo.upsert(
+            conn,
+            store_id=store.store_id,
+            product_id=event.product_id,
+            title=event.title,
+            category=event.category,
+            brand=event.brand,
+            price=event.price,
+            tags=list(event.tags),
+            consumable_days=event.consumable_days,
+            active=event.active,
+            source_updated_at=event.updated_at,
+        )
+        return "applied" if applied else "duplicate"
+    raise TypeError(f"no handler for {type(event).__name__}")

@@ -1,0 +1,140 @@
+"""The points ledger: append-only entries, lots, and a balance kept in the same transaction.
+
+Invariants (tested with hypothesis in tests/loyalty/test_ledger_properties.py):
+- a member's `balance` equals the sum of their ledger entries;
+- a lot's `points - remaining` equals what its consumptions took, so no point is spent twice;
+- the open lots hold exactly `max(balance, 0)` points.
+
+Every change takes the member's row lock first (`members.lock`), which serializes a member's
+ledger: concurrent redemptions cannot both see the same points.
+
+Debt policy. A reversal (refund, cancellation) takes back the order's points even when they were
+already spent: it consumes the order's own lot, then other lots nearest-expiry-first, and whatever
+is still missing stays as a negative balance — a debt that the member's next earnings pay off
+first. Nothing is dropped; redemptions and negative adjustments, in contrast, never go below zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from loyalty.errors import Conflict
+from loyalty.repository import Connection
+from loyalty.repository import ledger as repo
+from loyalty.repository import members as members_repo
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient-points"
+    title = "Not enough points"
+
+
+async def earn(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    points: int,
+    reason: str,
+    earned_at: datetime,
+    now: datetime,
+    expiry_days: int,
+    pending_days: int = 0,
+    order_id: str | None = None,
+    rules: Sequence[str] = (),
+    program_version: int | None = None,
+    kind: str = "earn",
+) -> int:
+    """Credit points as a new lot; a debt is paid from it first. Returns the new balance."""
+    if points <= 0:
+        raise ValueError("earn needs positive points")
+    expires_at = earned_at + timedelta(days=expiry_days) if expiry_days else None
+    available_at = earned_at + timedelta(days=pending_days)
+    entry_id = await repo.insert_entry(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        kind=kind,
+        points=points,
+        reason=reason,
+        now=now,
+        order_id=order_id,
+        rules=tuple(rules),
+        program_version=program_version,
+        expires_at=expires_at,
+        available_at=available_at if pending_days else None,
+    )
+    lot_id = await repo.insert_lot(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        entry_id=entry_id,
+        order_id=order_id,
+        points=points,
+        available_at=available_at,
+        expires_at=expires_at,
+    )
+    balance = await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=points)
+    debt = min(points, max(points - balance, 0))
+    if debt:
+        await repo.consume(
+            conn, store_id=store_id, customer_id=customer_id, points=debt, entry_id=entry_id, lot_id=lot_id
+        )
+    return balance
+
+
+async def debit(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    kind: str,
+    points: int,
+    reason: str,
+    now: datetime,
+    allow_debt: bool,
+    available_only: bool = False,
+    order_id: str | None = None,
+    refund_id: str | None = None,
+    redemption_id: str | None = None,
+    program_version: int | None = None,
+) -> int:
+    """Take points from the member's lots (the order's own first); returns the new balance.
+
+    Without `allow_debt`, raises InsufficientPoints (and writes nothing) when the lots — only the
+    spendable ones with `available_only` — do not cover it.
+    """
+    if points <= 0:
+        raise ValueError("debit needs positive points")
+    if not allow_debt:
+        have = await repo.open_points(
+            conn, store_id=store_id, customer_id=customer_id, available_by=now if available_only else None
+        )
+        if have < points:
+            raise InsufficientPoints(
+                f"{points} points needed, {have} available", needed=points, available=have
+            )
+    entry_id = await repo.insert_entry(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        kind=kind,
+        points=-points,
+        reason=reason,
+        now=now,
+        order_id=order_id,
+        refund_id=refund_id,
+        redemption_id=redemption_id,
+        program_version=program_version,
+    )
+    await repo.consume(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        points=points,
+        entry_id=entry_id,
+        order_first=order_id,
+        available_by=now if available_only else None,
+    )
+    return await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)

@@ -1,0 +1,319 @@
+"""Orders: credit once, reverse in proportion, park what arrives before its order.
+
+An order is credited once however many events announce it (its id is unique per store). Refunds
+and cancellations that arrive before their order are parked and applied right after it, so the
+end state equals the in-order one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from loyalty import earning, ledger, members, tiers
+from loyalty.errors import InvalidInput
+from loyalty.events import OrderCancelled, OrderPaid, OrderRefunded
+from loyalty.program import Program
+from loyalty.repository import Connection, outbox, products
+from loyalty.repository import members as members_repo
+from loyalty.repository import orders as repo
+from loyalty.repository.orders import NewLine, OrderRow
+from loyalty.repository.stores import StoreRow
+
+Outcome = Literal["applied", "duplicate", "parked"]
+
+
+async def apply_paid(
+    conn: Connection,
+    *,
+    store: StoreRow,
+    program: Program,
+    event: OrderPaid,
+    now: datetime,
+    award: bool = True,
+) -> Outcome:
+    customer_id = event.customer.customer_id
+    member = await members_repo.lock(conn, store_id=store.store_id, customer_id=customer_id)
+    if member is None or event.customer.updated_at is not None:
+        # An order's embedded customer fills in a new member; it overwrites only when it says how new it is.
+        await members.upsert_customer(
+            conn, store_id=store.store_id, customer=event.customer, program=program, now=now
+        )
+    member = await members.lock_or_create(
+        conn, store_id=store.store_id, customer_id=customer_id, program=program, now=now
+    )
+    categories = await _categories(conn, store_id=store.store_id, event=event)
+    facts = earning.OrderFacts(
+        subtotal=event.subtotal,
+        currency=event.currency,
+        placed_at=event.placed_at,
+        lines=[
+            earning.Line(
+                line.line_id,
+                line.product_id,
+                line.category or categories.get(line.product_id or ""),
+                line.quantity,
+                line.unit_price,
+                line.discount,
+            )
+            for line in event.lines
+        ],
+        tier_code=member.tier_code,
+        first_order=member.orders_count == 0,
+        birthday=member.birthday,
+        timezone=ZoneInfo(store.timezone),
+    )
+    earned = earning.order_points(program, facts)
+    # Serializes with events parked for this order, so none is parked unseen while it is inserted.
+    await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
+    points = earned.points if award else 0
+    inserted = await repo.insert_order(
+        conn,
+        store_id=store.store_id,
+        order_id=event.order_id,
+        customer_id=customer_id,
+        currency=event.currency,
+        subtotal=event.subtotal,
+        total=event.total,
+        placed_at=event.placed_at,
+        micro_points=earned.micro_points if award else 0,
+        points=points,
+        program_version=program.version,
+        tier_code=member.tier_code,
+        awarded=award,
+    )
+    if not inserted:
+        return "duplicate"
+    micro = {line.line_id: line.micro_points for line in earned.lines} if award else {}
+    await repo.insert_lines(
+        conn,
+        store_id=store.store_id,
+        order_id=event.order_id,
+        lines=[
+            NewLine(
+                line.line_id,
+                line.product_id,
+                line.sku,
+                line.title,
+                fact.category,
+                line.quantity,
+                line.unit_price,
+                line.discount,
+                micro.get(line.line_id, 0),
+            )
+            for line, fact in zip(event.lines, facts.lines, strict=True)
+        ],
+    )
+    await products.add_from_lines(
+        conn,
+        store_id=store.store_id,
+        product_ids=[line.product_id for line in event.lines],
+        titles=[line.title for line in event.lines],
+        categories=[fact.category for fact in facts.lines],
+        prices=[line.unit_price for line in event.lines],
+    )
+    await members_repo.count_order(conn, store_id=store.store_id, customer_id=customer_id, delta=1)
+    if points > 0:
+        balance = await ledger.earn(
+            conn,
+            store_id=store.store_id,
+            customer_id=customer_id,
+            points=points,
+            reason=f"order {event.order_id}",
+            earned_at=event.placed_at,
+            now=now,
+            expiry_days=program.points.expiry_days,
+            pending_days=program.points.pending_days,
+            order_id=event.order_id,
+            rules=earned.rules,
+            program_version=program.version,
+        )
+        await _points_changed(conn, store.store_id, customer_id, points, balance, f"order {event.order_id}")
+    await tiers.reevaluate(
+        conn, store_id=store.store_id, program=program, now=now, customer_ids=[customer_id], reason="order"
+    )
+    for parked in await repo.take_parked(conn, store_id=store.store_id, order_id=event.order_id):
+        if parked.event_type == "order.cancelled":
+            await apply_cancelled(
+                conn,
+                store=store,
+                program=program,
+                event=msgspec.convert(parked.payload, OrderCancelled),
+                now=now,
+            )
+        else:
+            await apply_refunded(
+                conn,
+                store=store,
+                program=program,
+                event=msgspec.convert(parked.payload, OrderRefunded),
+                now=now,
+            )
+    return "applied"
+
+
+async def _categories(conn: Connection, *, store_id: str, event: OrderPaid) -> dict[str, str]:
+    """Catalogue categories for lines that carry none (Shopify line items never do)."""
+    missing = [line.product_id for line in event.lines if line.category is None and line.product_id]
+    return await products.categories(conn, store_id=store_id, product_ids=missing) if missing else {}
+
+
+async def _points_changed(
+    conn: Connection, store_id: str, customer_id: str, delta: int, balance: int, reason: str
+) -> None:
+    await outbox.emit(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        event_type="points.changed",
+        data={"delta": delta, "balance": balance, "reason": reason},
+    )
+
+
+async def _lock_known_order(
+    conn: Connection, *, store_id: str, order_id: str, event_type: str, payload: msgspec.Struct
+) -> OrderRow | None:
+    """The order, locked after its member; None (the event parked) when the order is not known yet."""
+    await repo.lock_order_key(conn, store_id=store_id, order_id=order_id)
+    customer_id = await repo.order_customer(conn, store_id=store_id, order_id=order_id)
+    if customer_id is None:
+        await repo.park(
+            conn,
+            store_id=store_id,
+            order_id=order_id,
+            event_type=event_type,
+            payload=msgspec.to_builtins(payload),
+        )
+        return None
+    # Every ledger change locks the member first, then what it changes: no deadlocks between them.
+    await members_repo.lock(conn, store_id=store_id, customer_id=customer_id)
+    return await repo.lock_order(conn, store_id=store_id, order_id=order_id)
+
+
+async def _reverse(
+    conn: Connection,
+    *,
+    store_id: str,
+    order: OrderRow,
+    points: int,
+    reason: str,
+    now: datetime,
+    refund_id: str | None = None,
+) -> None:
+    if points <= 0:
+        return
+    balance = await ledger.debit(
+        conn,
+        store_id=store_id,
+        customer_id=order.customer_id,
+        kind="reverse",
+        points=points,
+        reason=reason,
+        now=now,
+        allow_debt=True,
+        order_id=order.order_id,
+        refund_id=refund_id,
+    )
+    await _points_changed(conn, store_id, order.customer_id, -points, balance, reason)
+
+
+async def apply_cancelled(
+    conn: Connection, *, store: StoreRow, program: Program, event: OrderCancelled, now: datetime
+) -> Outcome:
+    order = await _lock_known_order(
+        conn, store_id=store.store_id, order_id=event.order_id, event_type="order.cancelled", payload=event
+    )
+    if order is None:
+        return "parked"
+    if order.status == "cancelled":
+        return "duplicate"
+    remaining = order.points - order.points_reversed
+    await repo.update_order(
+        conn, store_id=store.store_id, order_id=order.order_id, points_reversed=remaining, status="cancelled"
+    )
+    await members_repo.count_order(conn, store_id=store.store_id, customer_id=order.customer_id, delta=-1)
+    await _reverse(
+        conn,
+        store_id=store.store_id,
+        order=order,
+        points=remaining,
+        reason=f"order {order.order_id} cancelled",
+        now=now,
+    )
+    await tiers.reevaluate(
+        conn,
+        store_id=store.store_id,
+        program=program,
+        now=now,
+        customer_ids=[order.customer_id],
+        reason="cancellation",
+    )
+    return "applied"
+
+
+async def apply_refunded(
+    conn: Connection, *, store: StoreRow, program: Program, event: OrderRefunded, now: datetime
+) -> Outcome:
+    order = await _lock_known_order(
+        conn, store_id=store.store_id, order_id=event.order_id, event_type="order.refunded", payload=event
+    )
+    if order is None:
+        return "parked"
+    if not await repo.insert_refund(
+        conn, store_id=store.store_id, order_id=order.order_id, refund_id=event.refund_id, amount=event.amount
+    ):
+        return "duplicate"
+    if order.status == "cancelled":
+        return "applied"  # recorded; a cancelled order has nothing left to reverse
+    if event.lines:
+        quantities = {line.line_id: line.quantity for line in event.lines}
+        known = await repo.refund_lines(
+            conn, store_id=store.store_id, order_id=order.order_id, quantities=quantities
+        )
+        if unknown := set(quantities) - known:
+            raise InvalidInput(f"order {order.order_id} has no lines {sorted(unknown)}", field="data.lines")
+    lines = await repo.lines(conn, store_id=store.store_id, order_id=order.order_id)
+    refunded = min(order.subtotal, order.refunded + event.amount)
+    whole = refunded >= order.subtotal or (
+        bool(lines) and all(line.refunded_qty == line.quantity for line in lines)
+    )
+    target = earning.reversal_target(
+        points=order.points,
+        micro_points=order.micro_points,
+        lines=[earning.RefundedLine(line.micro_points, line.quantity, line.refunded_qty) for line in lines],
+        subtotal=order.subtotal,
+        refunded_amount=refunded,
+        whole=whole,
+    )
+    delta = max(target - order.points_reversed, 0)
+    await repo.update_order(
+        conn,
+        store_id=store.store_id,
+        order_id=order.order_id,
+        refunded=refunded - order.refunded,
+        points_reversed=delta,
+    )
+    await repo.set_refund_points(
+        conn, store_id=store.store_id, order_id=order.order_id, refund_id=event.refund_id, points=delta
+    )
+    await _reverse(
+        conn,
+        store_id=store.store_id,
+        order=order,
+        points=delta,
+        reason=f"refund {event.refund_id} of order {order.order_id}",
+        now=now,
+        refund_id=event.refund_id,
+    )
+    await tiers.reevaluate(
+        conn,
+        store_id=store.store_id,
+        program=program,
+        now=now,
+        customer_ids=[order.customer_id],
+        reason="refund",
+    )
+    return "applied"

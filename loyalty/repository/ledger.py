@@ -1,0 +1,231 @@
+"""Ledger entries, point lots and their consumption. Callers hold the member's row lock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from loyalty.repository import Connection
+
+
+class EntryRow(msgspec.Struct, frozen=True, kw_only=True):
+    entry_id: int
+    kind: str
+    points: int
+    order_id: str | None
+    refund_id: str | None
+    redemption_id: str | None
+    reason: str
+    rules: list[str]
+    program_version: int | None
+    expires_at: datetime | None
+    available_at: datetime | None
+    created_at: datetime
+
+
+class ExpiringPoints(msgspec.Struct, frozen=True, kw_only=True):
+    points: int
+    expires_at: datetime
+
+
+_INSERT_ENTRY = """
+INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refund_id, redemption_id,
+                            reason, rules, program_version, expires_at, available_at, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+RETURNING entry_id
+"""
+_INSERT_LOT = """
+INSERT INTO point_lots (store_id, customer_id, entry_id, order_id, points, remaining,
+                        available_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
+RETURNING lot_id
+"""
+# Take up to $3 points from the member's open lots, nearest expiry first (never-expiring last),
+# and record each take against entry $4. Lots of order $5 go first when given (a reversal takes
+# back the order's own points before anything else); $6 limits to lots available by then.
+_CONSUME = """
+WITH ordered AS (
+    SELECT lot_id, remaining,
+           sum(remaining) OVER (
+               ORDER BY (order_id IS NOT DISTINCT FROM $5) DESC, expires_at NULLS LAST, lot_id
+           ) - remaining AS before
+    FROM point_lots
+    WHERE store_id = $1 AND customer_id = $2 AND remaining > 0
+      AND ($6::timestamptz IS NULL OR available_at <= $6)
+      AND ($7::bigint IS NULL OR lot_id = $7)
+),
+taken AS (
+    SELECT lot_id, least(remaining, $3 - before) AS points FROM ordered WHERE before < $3
+),
+updated AS (
+    UPDATE point_lots AS l SET remaining = l.remaining - taken.points
+    FROM taken WHERE l.lot_id = taken.lot_id
+    RETURNING l.lot_id, taken.points
+)
+INSERT INTO lot_consumptions (entry_id, lot_id, points)
+SELECT $4, lot_id, points FROM updated
+RETURNING points
+"""
+_OPEN_POINTS = """
+SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
+WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND ($3::timestamptz IS NULL OR available_at <= $3)
+"""
+_LIST = """
+SELECT entry_id, kind, points, order_id, refund_id, redemption_id, reason, rules, program_version,
+       expires_at, available_at, created_at
+FROM ledger_entries
+WHERE store_id = $1 AND customer_id = $2 AND ($3::bigint IS NULL OR entry_id < $3)
+ORDER BY entry_id DESC
+LIMIT $4
+"""
+_EXPIRING = """
+SELECT sum(remaining)::bigint AS points, expires_at FROM point_lots
+WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND expires_at > $3 AND expires_at <= $4
+GROUP BY expires_at ORDER BY expires_at
+"""
+# Members first, in a fixed order, as every other ledger change does: no deadlock with ingestion.
+_LOCK_MEMBERS_WITH_DUE = """
+SELECT customer_id FROM members
+WHERE store_id = $1 AND customer_id IN (
+    SELECT DISTINCT customer_id FROM point_lots
+    WHERE store_id = $1 AND remaining > 0 AND expires_at <= $2
+    LIMIT $3
+)
+ORDER BY customer_id
+FOR UPDATE
+"""
+# One `expire` entry per member for all their due lots, set-based; a lot expires once (remaining → 0).
+_EXPIRE = """
+WITH due AS (
+    SELECT lot_id, customer_id, remaining FROM point_lots
+    WHERE store_id = $1 AND customer_id = ANY($3::text[]) AND remaining > 0 AND expires_at <= $2
+),
+per_member AS (
+    SELECT customer_id, sum(remaining)::bigint AS points FROM due GROUP BY customer_id
+),
+entries AS (
+    INSERT INTO ledger_entries (store_id, customer_id, kind, points, reason, created_at)
+    SELECT $1, customer_id, 'expire', -points, points || ' points expired', $2 FROM per_member
+    RETURNING entry_id, customer_id, points
+),
+emptied AS (
+    UPDATE point_lots AS l SET remaining = 0 FROM due WHERE l.lot_id = due.lot_id RETURNING l.lot_id
+),
+consumed AS (
+    INSERT INTO lot_consumptions (entry_id, lot_id, points)
+    SELECT entries.entry_id, due.lot_id, due.remaining FROM due JOIN entries USING (customer_id)
+),
+balances AS (
+    UPDATE members AS m SET balance = m.balance + entries.points, updated_at = now()
+    FROM entries WHERE m.store_id = $1 AND m.customer_id = entries.customer_id
+)
+SELECT customer_id, -points AS points FROM entries
+"""
+_STORES_WITH_DUE = "SELECT DISTINCT store_id FROM point_lots WHERE remaining > 0 AND expires_at <= $1"
+
+
+async def insert_entry(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    kind: str,
+    points: int,
+    reason: str,
+    now: datetime,
+    order_id: str | None = None,
+    refund_id: str | None = None,
+    redemption_id: str | None = None,
+    rules: tuple[str, ...] | list[str] = (),
+    program_version: int | None = None,
+    expires_at: datetime | None = None,
+    available_at: datetime | None = None,
+) -> int:
+    entry_id: int = await conn.fetchval(
+        _INSERT_ENTRY,
+        store_id,
+        customer_id,
+        kind,
+        points,
+        order_id,
+        refund_id,
+        redemption_id,
+        reason,
+        list(rules),
+        program_version,
+        expires_at,
+        available_at,
+        now,
+    )
+    return entry_id
+
+
+async def insert_lot(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    entry_id: int,
+    order_id: str | None,
+    points: int,
+    available_at: datetime,
+    expires_at: datetime | None,
+) -> int:
+    lot_id: int = await conn.fetchval(
+        _INSERT_LOT, store_id, customer_id, entry_id, order_id, points, available_at, expires_at
+    )
+    return lot_id
+
+
+async def consume(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    points: int,
+    entry_id: int,
+    order_first: str | None = None,
+    available_by: datetime | None = None,
+    lot_id: int | None = None,
+) -> int:
+    """Consume up to `points` from open lots; returns how many were found."""
+    rows = await conn.fetch(
+        _CONSUME, store_id, customer_id, points, entry_id, order_first, available_by, lot_id
+    )
+    return sum(row["points"] for row in rows)
+
+
+async def open_points(
+    conn: Connection, *, store_id: str, customer_id: str, available_by: datetime | None
+) -> int:
+    """Points in open lots (only those spendable by `available_by`, when given)."""
+    points: int = await conn.fetchval(_OPEN_POINTS, store_id, customer_id, available_by)
+    return points
+
+
+async def list_entries(
+    conn: Connection, *, store_id: str, customer_id: str, before: int | None, limit: int
+) -> list[EntryRow]:
+    rows = await conn.fetch(_LIST, store_id, customer_id, before, limit)
+    return msgspec.convert(rows, list[EntryRow], from_attributes=True)
+
+
+async def expiring(
+    conn: Connection, *, store_id: str, customer_id: str, after: datetime, until: datetime
+) -> list[ExpiringPoints]:
+    rows = await conn.fetch(_EXPIRING, store_id, customer_id, after, until)
+    return msgspec.convert(rows, list[ExpiringPoints], from_attributes=True)
+
+
+async def expire_batch(conn: Connection, *, store_id: str, now: datetime, members: int) -> dict[str, int]:
+    """Expire every due lot of up to `members` members; returns points expired per member."""
+    locked = [row["customer_id"] for row in await conn.fetch(_LOCK_MEMBERS_WITH_DUE, store_id, now, members)]
+    if not locked:
+        return {}
+    rows = await conn.fetch(_EXPIRE, store_id, now, locked)
+    return {row["customer_id"]: row["points"] for row in rows}
+
+
+async def stores_with_due_lots(conn: Connection, *, now: datetime) -> list[str]:
+    return [row["store_id"] for row in await conn.fetch(_STORES_WITH_DUE, now)]

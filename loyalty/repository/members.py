@@ -1,0 +1,119 @@
+"""Members: identity, profile fields, tier state and the kept balance."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+
+from loyalty.repository import Connection
+
+
+class MemberRow(msgspec.Struct, frozen=True, kw_only=True):
+    store_id: str
+    customer_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    birthday: date | None
+    marketing_consent: bool
+    tier_code: str
+    tier_since: datetime
+    below_since: datetime | None
+    balance: int
+    orders_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# A newer snapshot (by the platform's updated_at) wins; one without a time always applies.
+_UPSERT_PROFILE = """
+INSERT INTO members AS m (store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+                          source_updated_at, tier_code, tier_since)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (store_id, customer_id) DO UPDATE SET
+    email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+    birthday = EXCLUDED.birthday, marketing_consent = EXCLUDED.marketing_consent,
+    source_updated_at = coalesce(EXCLUDED.source_updated_at, m.source_updated_at), updated_at = now()
+WHERE m.erased_at IS NULL AND (m.source_updated_at IS NULL OR EXCLUDED.source_updated_at IS NULL
+       OR EXCLUDED.source_updated_at >= m.source_updated_at)
+RETURNING store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+    tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
+"""
+_INSERT_IF_MISSING = """
+INSERT INTO members (store_id, customer_id, tier_code, tier_since) VALUES ($1, $2, $3, $4)
+ON CONFLICT (store_id, customer_id) DO NOTHING
+"""
+_LOCK = """
+SELECT store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+    tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
+FROM members WHERE store_id = $1 AND customer_id = $2 FOR UPDATE
+"""
+_GET = """
+SELECT store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+    tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
+FROM members WHERE store_id = $1 AND customer_id = $2
+"""
+_ADD_BALANCE = """
+UPDATE members SET balance = balance + $3, updated_at = now() WHERE store_id = $1 AND customer_id = $2
+RETURNING balance
+"""
+_COUNT_ORDER = """
+UPDATE members SET orders_count = orders_count + $3, updated_at = now()
+WHERE store_id = $1 AND customer_id = $2
+"""
+
+
+async def upsert_profile(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    email: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    birthday: date | None,
+    marketing_consent: bool,
+    source_updated_at: datetime | None,
+    tier_code: str,
+    now: datetime,
+) -> bool:
+    """Create or update a member's profile; False when the snapshot was older than what is kept."""
+    row = await conn.fetchrow(
+        _UPSERT_PROFILE,
+        store_id,
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        birthday,
+        marketing_consent,
+        source_updated_at,
+        tier_code,
+        now,
+    )
+    return row is not None
+
+
+async def ensure(conn: Connection, *, store_id: str, customer_id: str, tier_code: str, now: datetime) -> None:
+    await conn.execute(_INSERT_IF_MISSING, store_id, customer_id, tier_code, now)
+
+
+async def lock(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:
+    """The member row, locked until the transaction ends: every ledger change takes this lock first."""
+    row = await conn.fetchrow(_LOCK, store_id, customer_id)
+    return None if row is None else msgspec.convert(row, MemberRow, from_attributes=True)
+
+
+async def get(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:
+    row = await conn.fetchrow(_GET, store_id, customer_id)
+    return None if row is None else msgspec.convert(row, MemberRow, from_attributes=True)
+
+
+async def add_balance(conn: Connection, *, store_id: str, customer_id: str, points: int) -> int:
+    balance: int = await conn.fetchval(_ADD_BALANCE, store_id, customer_id, points)
+    return balance
+
+
+async def count_order(conn: Connection, *, store_id: str, customer_id: str, delta: int) -> None:
+    await conn.execute(_COUNT_ORDER, store_id, customer_id, delta)

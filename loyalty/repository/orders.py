@@ -1,0 +1,203 @@
+"""Orders, their lines and refunds, and events parked until their order arrives."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from loyalty.repository import Connection
+
+
+class OrderRow(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    customer_id: str
+    currency: str
+    subtotal: int
+    total: int
+    placed_at: datetime
+    status: str
+    refunded: int
+    micro_points: int
+    points: int
+    points_reversed: int
+    awarded: bool
+
+
+class LineRow(msgspec.Struct, frozen=True, kw_only=True):
+    line_id: str
+    quantity: int
+    micro_points: int
+    refunded_qty: int
+
+
+class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    event_type: str
+    payload: dict[str, Any]
+
+
+_INSERT_ORDER = """
+INSERT INTO orders (store_id, order_id, customer_id, currency, subtotal, total, placed_at,
+                    micro_points, points, program_version, tier_code, awarded)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (store_id, order_id) DO NOTHING
+RETURNING order_id
+"""
+_LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+_ORDER_CUSTOMER = "SELECT customer_id FROM orders WHERE store_id = $1 AND order_id = $2"
+_INSERT_LINES = """
+INSERT INTO order_lines (store_id, order_id, line_id, product_id, sku, title, category, quantity,
+                         unit_price, discount, micro_points)
+SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
+                             $9::bigint[], $10::bigint[], $11::bigint[])
+"""
+_LOCK_ORDER = """
+SELECT order_id, customer_id, currency, subtotal, total, placed_at, status, refunded, micro_points, points,
+       points_reversed, awarded
+FROM orders WHERE store_id = $1 AND order_id = $2 FOR UPDATE
+"""
+_LINES = """
+SELECT line_id, quantity, micro_points, refunded_qty FROM order_lines
+WHERE store_id = $1 AND order_id = $2 ORDER BY line_id
+"""
+_REFUND_LINES = """
+UPDATE order_lines AS l SET refunded_qty = least(l.quantity, l.refunded_qty + r.quantity)
+FROM unnest($3::text[], $4::int[]) AS r (line_id, quantity)
+WHERE l.store_id = $1 AND l.order_id = $2 AND l.line_id = r.line_id
+RETURNING l.line_id
+"""
+_INSERT_REFUND = """
+INSERT INTO refunds (store_id, order_id, refund_id, amount, points) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING
+RETURNING refund_id
+"""
+_SET_REFUND_POINTS = "UPDATE refunds SET points = $4 WHERE store_id = $1 AND order_id = $2 AND refund_id = $3"
+_UPDATE_ORDER = """
+UPDATE orders SET refunded = least(subtotal, refunded + $3), points_reversed = points_reversed + $4,
+                  status = coalesce($5, status)
+WHERE store_id = $1 AND order_id = $2
+"""
+_PARK = "INSERT INTO parked_events (store_id, order_id, event_type, payload) VALUES ($1, $2, $3, $4)"
+_TAKE_PARKED = """
+DELETE FROM parked_events WHERE store_id = $1 AND order_id = $2
+RETURNING parked_id, event_type, payload
+"""
+
+
+async def insert_order(
+    conn: Connection,
+    *,
+    store_id: str,
+    order_id: str,
+    customer_id: str,
+    currency: str,
+    subtotal: int,
+    total: int,
+    placed_at: datetime,
+    micro_points: int,
+    points: int,
+    program_version: int | None,
+    tier_code: str,
+    awarded: bool,
+) -> bool:
+    """Insert the order once; False when it is already known (whichever event announced it)."""
+    inserted = await conn.fetchval(
+        _INSERT_ORDER,
+        store_id,
+        order_id,
+        customer_id,
+        currency,
+        subtotal,
+        total,
+        placed_at,
+        micro_points,
+        points,
+        program_version,
+        tier_code,
+        awarded,
+    )
+    return inserted is not None
+
+
+class NewLine(msgspec.Struct, frozen=True):
+    line_id: str
+    product_id: str | None
+    sku: str | None
+    title: str | None
+    category: str | None
+    quantity: int
+    unit_price: int
+    discount: int
+    micro_points: int
+
+
+async def insert_lines(conn: Connection, *, store_id: str, order_id: str, lines: list[NewLine]) -> None:
+    if not lines:
+        return
+    columns = list(zip(*(msgspec.structs.astuple(line) for line in lines), strict=True))
+    await conn.execute(_INSERT_LINES, store_id, order_id, *columns)
+
+
+async def lock_order_key(conn: Connection, *, store_id: str, order_id: str) -> None:
+    """A transaction lock on an order id, held whether or not the order exists yet."""
+    await conn.execute(_LOCK_KEY, store_id, order_id)
+
+
+async def order_customer(conn: Connection, *, store_id: str, order_id: str) -> str | None:
+    customer_id: str | None = await conn.fetchval(_ORDER_CUSTOMER, store_id, order_id)
+    return customer_id
+
+
+async def lock_order(conn: Connection, *, store_id: str, order_id: str) -> OrderRow | None:
+    row = await conn.fetchrow(_LOCK_ORDER, store_id, order_id)
+    return None if row is None else msgspec.convert(row, OrderRow, from_attributes=True)
+
+
+async def lines(conn: Connection, *, store_id: str, order_id: str) -> list[LineRow]:
+    rows = await conn.fetch(_LINES, store_id, order_id)
+    return msgspec.convert(rows, list[LineRow], from_attributes=True)
+
+
+async def refund_lines(
+    conn: Connection, *, store_id: str, order_id: str, quantities: dict[str, int]
+) -> set[str]:
+    """Add refunded quantities (capped at each line's quantity); returns the line ids that exist."""
+    rows = await conn.fetch(_REFUND_LINES, store_id, order_id, list(quantities), list(quantities.values()))
+    return {row["line_id"] for row in rows}
+
+
+async def insert_refund(
+    conn: Connection, *, store_id: str, order_id: str, refund_id: str, amount: int
+) -> bool:
+    return await conn.fetchval(_INSERT_REFUND, store_id, order_id, refund_id, amount, 0) is not None
+
+
+async def set_refund_points(
+    conn: Connection, *, store_id: str, order_id: str, refund_id: str, points: int
+) -> None:
+    await conn.execute(_SET_REFUND_POINTS, store_id, order_id, refund_id, points)
+
+
+async def update_order(
+    conn: Connection,
+    *,
+    store_id: str,
+    order_id: str,
+    refunded: int = 0,
+    points_reversed: int = 0,
+    status: str | None = None,
+) -> None:
+    await conn.execute(_UPDATE_ORDER, store_id, order_id, refunded, points_reversed, status)
+
+
+async def park(
+    conn: Connection, *, store_id: str, order_id: str, event_type: str, payload: dict[str, Any]
+) -> None:
+    await conn.execute(_PARK, store_id, order_id, event_type, payload)
+
+
+async def take_parked(conn: Connection, *, store_id: str, order_id: str) -> list[ParkedEvent]:
+    """Remove and return the events parked for an order, oldest first."""
+    rows = sorted(await conn.fetch(_TAKE_PARKED, store_id, order_id), key=lambda row: row["parked_id"])
+    return msgspec.convert(rows, list[ParkedEvent], from_attributes=True)

@@ -1,0 +1,57 @@
+"""Inbound webhooks from storefronts, authenticated by each platform's signature scheme."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+
+from hooks import inbox, signing
+from loyalty.errors import NotFound
+from loyalty.events import decode_envelope
+from loyalty.repository import Connection
+from loyalty.repository import stores as stores_repo
+from plugin.auth import EXCLUDE_FROM_AUTH
+from plugin.runtime import Runtime
+
+MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
+
+
+class HookResult(msgspec.Struct, kw_only=True):
+    """`applied`: the event took effect; `duplicate`: already seen, nothing changed; `parked`: it
+    refers to an order not received yet and takes effect when that order arrives."""
+
+    status: Literal["applied", "duplicate", "parked"]
+
+
+@post(
+    "/v1/hooks/standard/{store_id:str}",
+    opt={EXCLUDE_FROM_AUTH: True},
+    status_code=200,
+    tags=["webhooks"],
+    summary="Standard Webhooks inbound events",
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+)
+async def standard(
+    request: Request[Any, Any, Any],
+    store_id: FromPath[str],
+    conn: NamedDependency[Connection],
+    runtime: NamedDependency[Runtime],
+) -> HookResult:
+    """Canonical events (`order.paid`, `order.refunded`, `order.cancelled`, `customer.upserted`,
+    `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
+    is checked before the body is parsed; a bad one is 401 and nothing is written."""
+    body = await request.body()
+    store = await stores_repo.get_store(conn, store_id=store_id)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
+    now = runtime.clock()
+    event_id = signing.verify(store.webhook_secret, headers=request.headers, body=body, now=now.timestamp())
+    event_type, event = decode_envelope(body)
+    outcome = await inbox.receive(
+        conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
+    )
+    return HookResult(status=outcome)
