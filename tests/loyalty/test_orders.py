@@ -68,7 +68,7 @@ class TestRefunds:
     async def test_partial_refunds_adding_up_reverse_exactly(
         self, client: Client, store: StoreCreated, runtime: Runtime
     ) -> None:
-        line = make_line(unit_price=333, quantity=3)  # 9.99 EUR: 9 points from 9.99 × 1
+        line = make_line(unit_price=333, quantity=3)  # 9.99 EUR: 9 points at 1 per EUR
         order = make_order(lines=[line])
         await paid(client, store, order)
         cid = order["customer"]["customer_id"]
