@@ -7,6 +7,7 @@ instead; either way it works in a database of its own, created here and dropped 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from litestar.testing import AsyncTestClient
 from loyalty.stores import StoreCreated
 from plugin import embedded
 from plugin.app import create_app
+from plugin.lifespan import open_runtime
 from plugin.runtime import Runtime
 from plugin.settings import Settings
 
@@ -50,10 +52,9 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     embedded.EmbeddedServers(database_url, redis_url, handles).close()
 
 
-@pytest.fixture(scope="session")
-async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A database of this run's own, so a shared server is left as it was found."""
-    server_url = server_urls[0]
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server, dropped on exit; yields its URL."""
     name = "patron_test_" + secrets.token_hex(4)
     admin = await asyncpg.connect(server_url)
     try:
@@ -62,6 +63,20 @@ async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of this run's own, so a shared server is left as it was found."""
+    async with scratch_database(server_urls[0]) as url:
+        yield url
+
+
+@pytest.fixture
+async def empty_database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database with nothing in it (not even migrations), for this test alone."""
+    async with scratch_database(server_urls[0]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -86,10 +101,15 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
         yield client
 
 
-@pytest.fixture
-def runtime(client: AsyncTestClient[Litestar]) -> Runtime:
-    patron: Runtime = client.app.state.patron
-    return patron
+@pytest.fixture(scope="session")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """A runtime (pool, Redis, key resolver) on the tests' own event loop, for work below HTTP.
+
+    Not the app's: the test client runs the app on an event loop in another thread, and asyncpg
+    connections cannot cross loops.
+    """
+    async with open_runtime(settings) as runtime:
+        yield runtime
 
 
 def bearer(token: str) -> dict[str, str]:
