@@ -7,10 +7,11 @@ instead; either way it works in a database of its own, created here and dropped 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -110,6 +111,18 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     """
     async with open_runtime(settings) as runtime:
         yield runtime
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 2.0) -> bool:
+    """Whether `check()` comes true within `within` seconds: for effects that travel through
+    another process (Redis pub/sub, a worker), where there is nothing local to wait on."""
+    try:
+        async with asyncio.timeout(within):
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        return False
+    return True
 
 
 def bearer(token: str) -> dict[str, str]:
