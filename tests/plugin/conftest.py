@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,10 +12,11 @@ from litestar.testing import AsyncTestClient
 
 from loyalty.stores import Principal, Scope
 from plugin import PatronConfig, PatronPlugin
-from plugin.auth import authenticate, requires
+from plugin.auth import KeyResolver, authenticate, requires
 from plugin.errors import EXCEPTION_HANDLERS
 from plugin.runtime import Runtime
 from plugin.settings import Settings
+from tests.conftest import eventually
 
 Client = AsyncTestClient[Litestar]
 
@@ -44,5 +44,10 @@ async def replica(settings: Settings, client: Client) -> AsyncIterator[Client]:
     )
     async with AsyncTestClient(app) as replica:
         runtime: Runtime = app.state.patron
-        await asyncio.wait_for(runtime.keys.following.wait(), 5)
+        # The replica runs on the test client's loop in another thread: poll, do not await its Event.
+        assert await eventually(lambda: following(runtime.keys))
         yield replica
+
+
+async def following(resolver: KeyResolver) -> bool:
+    return resolver.following.is_set()
