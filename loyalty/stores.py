@@ -7,6 +7,7 @@ import enum
 import hashlib
 import secrets
 import zoneinfo
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
@@ -56,6 +57,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     store_id: str
     scope: Scope
     key_id: str
+    expires_at: datetime | None = None
+    """When the key stops working because it was rotated; null while it is the scope's current key."""
 
 
 class KeyIssued(msgspec.Struct, kw_only=True):
@@ -109,15 +112,24 @@ async def authenticate(conn: Connection, api_key: str) -> Principal | None:
     row = await repo.find_live_key(conn, secret_hash=hash_key(api_key))
     if row is None:
         return None
-    return Principal(store_id=row.store_id, scope=Scope(row.scope), key_id=row.key_id)
+    return Principal(
+        store_id=row.store_id, scope=Scope(row.scope), key_id=row.key_id, expires_at=row.expires_at
+    )
 
 
-async def rotate_key(conn: Connection, *, store_id: str, scope: Scope, grace_seconds: float) -> KeyIssued:
-    """Issue a new key for the scope; the store's current keys of that scope expire after the grace."""
+async def rotate_key(
+    conn: Connection, *, store_id: str, scope: Scope, grace_seconds: float
+) -> tuple[KeyIssued, list[bytes]]:
+    """Issue a new key for the scope; the store's current keys of that scope expire after the grace.
+
+    Also returns the hashes of the keys given an expiry, so callers can evict them from caches.
+    """
     if await repo.get_store(conn, store_id=store_id) is None:
         raise NotFound(f"no store {store_id}")
-    await repo.expire_scope_keys(conn, store_id=store_id, scope=scope.value, grace_seconds=grace_seconds)
-    return await _issue_key(conn, store_id=store_id, scope=scope)
+    expiring = await repo.expire_scope_keys(
+        conn, store_id=store_id, scope=scope.value, grace_seconds=grace_seconds
+    )
+    return await _issue_key(conn, store_id=store_id, scope=scope), expiring
 
 
 async def revoke_key(conn: Connection, *, store_id: str, key_id: str) -> bytes:

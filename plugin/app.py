@@ -22,11 +22,10 @@ Errors are `application/problem+json` with a stable `type`."""
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings(os.environ)
     configure_logging(settings)
-    return Litestar(
+    app = Litestar(
         plugins=[PatronPlugin(PatronConfig(settings=settings))],
-        # Routes outside Patron's router (unknown paths) still answer problem+json with a request id.
+        # Requests outside Patron's routes (unknown paths, wrong methods) still answer problem+json.
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestIdMiddleware],
         openapi_config=OpenAPIConfig(
             title="Patron",
             version="1",
@@ -39,3 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # configure_logging owns the root logger; Litestar's default would replace its format.
         logging_config=None,
     )
+    # Litestar's middleware wraps route handlers only, so an unknown path or method is answered
+    # outside any of it; wrapping the whole handler gives those answers a request id as well.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    return app

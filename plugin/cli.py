@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from loyalty import stores
+from loyalty.errors import PatronError
 from loyalty.stores import StoreCreate
 from plugin import database, embedded
 from plugin.lifespan import make_worker, open_runtime
@@ -114,8 +115,12 @@ def store_create(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
     async def body(runtime: Runtime) -> int:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            created = await stores.create_store(conn, data)
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                created = await stores.create_store(conn, data)
+        except PatronError as exc:
+            print(f"patron store create: {exc.detail}", file=sys.stderr)
+            return 2
         if args.json:
             print(msgspec.json.encode(created).decode())
         else:

@@ -19,7 +19,8 @@ from plugin.settings import Settings
 REQUEST_ID_HEADER = "x-request-id"
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-_encode = msgspec.json.Encoder().encode
+# Extras can be anything (paths, UUIDs, exceptions): what JSON cannot hold is written as text.
+_encode = msgspec.json.Encoder(enc_hook=str).encode
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
 

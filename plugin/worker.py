@@ -1,8 +1,9 @@
 """The background worker: scheduled jobs and queued work, claimed safely by any number of workers.
 
-Each worker claims due jobs with `FOR UPDATE SKIP LOCKED` under a lease. A job that raises is
-retried with backoff until its attempts run out; a worker that dies mid-job loses its lease and
-another worker takes the job. On stop, in-flight jobs get a grace period to finish and are
+Each worker claims due jobs with `FOR UPDATE SKIP LOCKED` under a lease, which it renews while
+the job runs. A job that raises is retried with backoff until its attempts run out; a worker that
+dies mid-job stops renewing, loses its lease, and another worker takes the job (on the job's last
+attempt it is dead-lettered instead). On stop, in-flight jobs get a grace period to finish and are
 released (not failed) if they do not.
 """
 
@@ -12,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,12 +54,13 @@ class Worker:
     lease_seconds: float = 300.0
     poll_seconds: float = 1.0
     grace_seconds: float = 10.0
-    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object()):x}")
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}")
     _running: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then finish or release what is in flight."""
         log.info("worker %s started", self.name)
+        leases = asyncio.create_task(self._keep_leases(), name=f"worker-leases-{self.name}")
         try:
             while not stop.is_set():
                 try:
@@ -73,6 +76,9 @@ class Worker:
                     await asyncio.sleep(0)
         finally:
             await self._drain()
+            leases.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leases
             log.info("worker %s stopped", self.name)
 
     async def run_once(self) -> int:
@@ -82,6 +88,21 @@ class Worker:
         if self._running:
             await asyncio.gather(*self._running.values(), return_exceptions=True)
         return claimed
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of running jobs every third of a lease, so a job that outlasts one lease
+        is not taken by another worker: only a worker that stops renewing (it died) loses its jobs."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            if not self._running:
+                continue
+            try:
+                async with self.runtime.pool.acquire() as conn:
+                    await jobs.extend(
+                        conn, job_ids=list(self._running), worker=self.name, lease_seconds=self.lease_seconds
+                    )
+            except Exception:
+                log.warning("worker %s could not renew its leases", self.name, exc_info=True)
 
     async def _schedule(self) -> None:
         if not self.schedules:

@@ -8,9 +8,10 @@ instead; either way it works in a database of its own, created here and dropped 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,10 +52,9 @@ def server_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     embedded.EmbeddedServers(database_url, redis_url, handles).close()
 
 
-@pytest.fixture(scope="session")
-async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A database of this run's own, so a shared server is left as it was found."""
-    server_url = server_urls[0]
+@contextlib.asynccontextmanager
+async def scratch_database(server_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the server, dropped on exit; yields its URL."""
     name = "patron_test_" + secrets.token_hex(4)
     admin = await asyncpg.connect(server_url)
     try:
@@ -63,6 +63,20 @@ async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of this run's own, so a shared server is left as it was found."""
+    async with scratch_database(server_urls[0]) as url:
+        yield url
+
+
+@pytest.fixture
+async def empty_database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database with nothing in it (not even migrations), for this test alone."""
+    async with scratch_database(server_urls[0]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -110,6 +124,18 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 def runtime(app: Litestar, client: httpx.AsyncClient) -> Runtime:
     patron: Runtime = app.state.patron
     return patron
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, within: float = 2.0) -> bool:
+    """Whether `check()` comes true within `within` seconds: for effects that travel through
+    another process (Redis pub/sub, a worker), where there is nothing local to wait on."""
+    try:
+        async with asyncio.timeout(within):
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        return False
+    return True
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -47,6 +47,7 @@ _EXPIRE_SCOPE_KEYS = """
 UPDATE api_keys SET expires_at = now() + make_interval(secs => $3)
 WHERE store_id = $1 AND scope = $2 AND revoked_at IS NULL
   AND (expires_at IS NULL OR expires_at > now() + make_interval(secs => $3))
+RETURNING secret_hash
 """
 _REVOKE_KEY = """
 UPDATE api_keys SET revoked_at = now()
@@ -85,8 +86,12 @@ async def find_live_key(conn: Connection, *, secret_hash: bytes) -> KeyRow | Non
     return None if row is None else msgspec.convert(row, KeyRow, from_attributes=True)
 
 
-async def expire_scope_keys(conn: Connection, *, store_id: str, scope: str, grace_seconds: float) -> None:
-    await conn.execute(_EXPIRE_SCOPE_KEYS, store_id, scope, grace_seconds)
+async def expire_scope_keys(
+    conn: Connection, *, store_id: str, scope: str, grace_seconds: float
+) -> list[bytes]:
+    """Give the scope's live keys an expiry (keeping an earlier one); return the hashes of those changed."""
+    rows = await conn.fetch(_EXPIRE_SCOPE_KEYS, store_id, scope, grace_seconds)
+    return [bytes(row["secret_hash"]) for row in rows]
 
 
 async def revoke_key(conn: Connection, *, store_id: str, key_id: str) -> bytes | None:

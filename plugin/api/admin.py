@@ -40,12 +40,18 @@ class AdminController(Controller):
 
     @post("/stores/{store_id:str}/keys", status_code=HTTP_201_CREATED, summary="Rotate a key")
     async def rotate_key(
-        self, conn: NamedDependency[Connection], store_id: FromPath[str], data: JSONBody[KeyRotation]
+        self, runtime: NamedDependency[Runtime], store_id: FromPath[str], data: JSONBody[KeyRotation]
     ) -> KeyIssued:
         """A new key for the scope; the scope's previous keys expire after the grace period."""
-        return await stores.rotate_key(
-            conn, store_id=store_id, scope=data.scope, grace_seconds=data.grace_seconds
-        )
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            issued, expiring = await stores.rotate_key(
+                conn, store_id=store_id, scope=data.scope, grace_seconds=data.grace_seconds
+            )
+        # Caches (here and on every replica) hold the old keys without their new expiry.
+        for key_hash in expiring:
+            runtime.keys.evict(key_hash)
+            await publish_revocation(runtime.redis, key_hash)
+        return issued
 
     @delete(
         "/stores/{store_id:str}/keys/{key_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Revoke a key"

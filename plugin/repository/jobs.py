@@ -33,18 +33,29 @@ VALUES ($1, $2, $3, $4, coalesce($5, now()), $6)
 ON CONFLICT (dedupe_key) DO NOTHING
 RETURNING job_id
 """
-# Claim due jobs whose lease is free or lapsed (a dead worker's jobs come back this way).
+# Claim due jobs whose lease is free or lapsed (a dead worker's jobs come back this way). A job
+# whose lease lapsed on its last attempt took its worker down every time: dead-letter it instead.
 _CLAIM = """
+WITH lapsed_last_attempt AS (
+    UPDATE jobs SET locked_by = NULL, locked_until = NULL, failed_at = now(),
+        last_error = 'the lease lapsed on the last attempt: the worker stopped without an answer'
+    WHERE finished_at IS NULL AND failed_at IS NULL
+      AND locked_until < now() AND attempts >= max_attempts
+)
 UPDATE jobs SET locked_by = $1, locked_until = now() + make_interval(secs => $2), attempts = attempts + 1
 WHERE job_id IN (
     SELECT job_id FROM jobs
     WHERE finished_at IS NULL AND failed_at IS NULL AND run_at <= now()
-      AND (locked_until IS NULL OR locked_until < now())
+      AND (locked_until IS NULL OR locked_until < now()) AND attempts < max_attempts
     ORDER BY run_at, job_id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
 RETURNING job_id, kind, store_id, payload, attempts, max_attempts
+"""
+_EXTEND = """
+UPDATE jobs SET locked_until = now() + make_interval(secs => $3)
+WHERE job_id = ANY($1::bigint[]) AND locked_by = $2 AND finished_at IS NULL AND failed_at IS NULL
 """
 _FINISH = """
 UPDATE jobs SET finished_at = now(), locked_by = NULL, locked_until = NULL, last_error = NULL
@@ -84,6 +95,11 @@ async def enqueue(
 async def claim(conn: Connection, *, worker: str, lease_seconds: float, limit: int) -> list[Job]:
     rows = await conn.fetch(_CLAIM, worker, lease_seconds, limit)
     return msgspec.convert(rows, list[Job], from_attributes=True)
+
+
+async def extend(conn: Connection, *, job_ids: list[int], worker: str, lease_seconds: float) -> None:
+    """Renew the worker's lease on jobs it is still running."""
+    await conn.execute(_EXTEND, job_ids, worker, lease_seconds)
 
 
 async def finish(conn: Connection, *, job_id: int, worker: str) -> None:
