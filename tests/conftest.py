@@ -20,7 +20,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from loyalty.stores import StoreCreated
-from plugin import embedded
+from plugin import database, embedded
 from plugin.app import create_app
 from plugin.runtime import Runtime
 from plugin.settings import Settings
@@ -110,3 +110,15 @@ async def make_store(client: AsyncTestClient[Litestar], **overrides: object) -> 
 async def store(client: AsyncTestClient[Litestar]) -> StoreCreated:
     """A fresh store: the unit of isolation between tests."""
     return await make_store(client)
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str, client: AsyncTestClient[Litestar]) -> AsyncIterator[asyncpg.Pool]:
+    """A pool in the tests' own event loop, for direct SQL and service calls.
+
+    The app's pool (`runtime.pool`) lives in the test client's portal thread and its loop, so a
+    test cannot await it. Depends on `client` so the app has migrated the database first.
+    """
+    test_pool = await database.create_pool(database_url, size=4)
+    yield test_pool
+    await test_pool.close()
