@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from loyalty import earning, ledger, members, tiers
+from loyalty import earning, ledger, members, programs
 from loyalty.errors import InvalidInput
 from loyalty.events import OrderCancelled, OrderPaid, OrderRefunded
 from loyalty.program import Program
@@ -132,7 +132,7 @@ async def apply_paid(
             program_version=program.version,
         )
         await _points_changed(conn, store.store_id, customer_id, points, balance, f"order {event.order_id}")
-    await tiers.reevaluate(
+    await programs.reevaluate(
         conn, store_id=store.store_id, program=program, now=now, customer_ids=[customer_id], reason="order"
     )
     for parked in await repo.take_parked(conn, store_id=store.store_id, order_id=event.order_id):
@@ -243,7 +243,7 @@ async def apply_cancelled(
         reason=f"order {order.order_id} cancelled",
         now=now,
     )
-    await tiers.reevaluate(
+    await programs.reevaluate(
         conn,
         store_id=store.store_id,
         program=program,
@@ -308,7 +308,7 @@ async def apply_refunded(
         now=now,
         refund_id=event.refund_id,
     )
-    await tiers.reevaluate(
+    await programs.reevaluate(
         conn,
         store_id=store.store_id,
         program=program,

@@ -237,6 +237,9 @@ def validate(program: Program) -> Program:
         )
     reward_ids = [reward.id for reward in program.rewards]
     _check(len(set(reward_ids)) == len(reward_ids), "rewards", f"reward ids must be unique: {reward_ids}")
+    for index, reward in enumerate(program.rewards):
+        if reward.kind == "discount_percent":
+            _check(0 < reward.value <= 100, f"rewards[{index}].value", "a discount is 1 to 100 percent")
     for index, rule in enumerate(program.rules):
         if isinstance(rule, Campaign):
             _check(rule.starts_at.tzinfo is not None, f"rules[{index}].starts_at", "give a time zone offset")
@@ -275,8 +278,9 @@ def encode(program: Program, *, fmt: Literal["json", "yaml", "toml"] = "json") -
         return msgspec.json.format(msgspec.json.encode(program), indent=2)
     if fmt == "yaml":
         return msgspec.yaml.encode(program)
-    # TOML has no null: leave unset optional fields out.
-    return msgspec.toml.encode(_without_nulls(msgspec.to_builtins(program)))
+    # TOML has no null: leave unset optional fields out. Datetimes stay datetimes (TOML has them);
+    # as strings they would not decode again.
+    return msgspec.toml.encode(_without_nulls(msgspec.to_builtins(program, builtin_types=(datetime,))))
 
 
 def _without_nulls(value: object) -> object:

@@ -7,12 +7,13 @@ import enum
 import hashlib
 import secrets
 import zoneinfo
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
+from loyalty import programs
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.repository import Connection
 from loyalty.repository import stores as repo
@@ -91,7 +92,8 @@ async def _issue_key(conn: Connection, *, store_id: str, scope: Scope) -> KeyIss
     return KeyIssued(key_id=key_id, scope=scope, api_key=api_key)
 
 
-async def create_store(conn: Connection, data: StoreCreate) -> StoreCreated:
+async def create_store(conn: Connection, data: StoreCreate, *, now: datetime | None = None) -> StoreCreated:
+    """A store with its keys and the default program published as version 1."""
     _validate_timezone(data.timezone)
     store_id = "st_" + secrets.token_hex(8)
     webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -105,6 +107,7 @@ async def create_store(conn: Connection, data: StoreCreate) -> StoreCreated:
         platform_secrets=dict(data.platform_secrets),
     )
     keys = {scope: (await _issue_key(conn, store_id=store_id, scope=scope)).api_key for scope in Scope}
+    await programs.publish_initial(conn, store_id=store_id, now=now or datetime.now(UTC))
     return StoreCreated(store_id=store_id, api_keys=keys, webhook_secret=webhook_secret)
 
 

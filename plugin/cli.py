@@ -9,12 +9,14 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, cast
 
 import msgspec
 
-from loyalty import stores
+from loyalty import programs, stores
 from loyalty.errors import PatronError
+from loyalty.program import Program, decode, encode
 from loyalty.stores import StoreCreate
 from plugin import database, embedded
 from plugin.lifespan import make_worker, open_runtime
@@ -133,6 +135,79 @@ def store_create(settings: Settings, args: argparse.Namespace) -> int:
     return _with_runtime(settings, body)
 
 
+Format = Literal["json", "yaml", "toml"]
+_FORMATS: dict[str, Format] = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
+
+
+def _format_of(path: str) -> Format | None:
+    return _FORMATS.get(Path(path).suffix.lower())
+
+
+def program_export(settings: Settings, args: argparse.Namespace) -> int:
+    fmt = cast(Format, args.format or (args.output and _format_of(args.output)) or "json")
+    exported: list[Program] = []
+
+    async def body(runtime: Runtime) -> int:
+        async with runtime.pool.acquire() as conn:
+            exported.append(await programs.live_program(conn, store_id=args.store))
+        return 0
+
+    status = _with_handled_errors("program export", settings, body)
+    if status:
+        return status
+    program = exported[0]
+    document = encode(program, fmt=fmt)
+    if args.output:
+        Path(args.output).write_bytes(document)
+        print(f"wrote version {program.version} of {args.store}'s program to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.buffer.write(document if document.endswith(b"\n") else document + b"\n")
+        sys.stdout.flush()
+    return 0
+
+
+def program_import(settings: Settings, args: argparse.Namespace) -> int:
+    fmt = _format_of(args.file)
+    if fmt is None:
+        print(
+            f"patron program import: name the file .json, .yaml, .yml or .toml: {args.file}", file=sys.stderr
+        )
+        return 2
+    try:
+        program = decode(Path(args.file).read_bytes(), fmt=fmt)
+    except OSError as exc:
+        print(f"patron program import: {exc}", file=sys.stderr)
+        return 2
+    except PatronError as exc:
+        print(f"patron program import: {exc.extra.get('field', 'program')}: {exc.detail}", file=sys.stderr)
+        return 2
+
+    async def body(runtime: Runtime) -> int:
+        # The same publish as PUT /v1/program, based on the version live now.
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            current = await programs.live_version(conn, store_id=args.store)
+            published = await programs.publish(
+                conn,
+                store_id=args.store,
+                program=program,
+                expected_version=current,
+                actor="cli",
+                now=runtime.clock(),
+            )
+        print(f"published version {published.version} of {args.store}'s program (was {current})")
+        return 0
+
+    return _with_handled_errors("program import", settings, body)
+
+
+def _with_handled_errors(name: str, settings: Settings, body: Callable[[Runtime], Awaitable[int]]) -> int:
+    try:
+        return _with_runtime(settings, body)
+    except PatronError as exc:
+        print(f"patron {name}: {exc.detail}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -170,6 +245,23 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=store_create)
+
+    program = commands.add_parser("program", help="a store's program document").add_subparsers(
+        dest="program_command", required=True
+    )
+    export = program.add_parser("export", parents=[common], help="print or write the live program")
+    export.add_argument("--store", required=True, help="store id")
+    export.add_argument(
+        "--format", choices=["json", "yaml", "toml"], help="default: from --output, else json"
+    )
+    export.add_argument("--output", help="write to this file instead of standard output")
+    export.set_defaults(run=program_export)
+    import_ = program.add_parser(
+        "import", parents=[common], help="publish a program file (.json, .yaml, .toml) as the next version"
+    )
+    import_.add_argument("--store", required=True, help="store id")
+    import_.add_argument("file")
+    import_.set_defaults(run=program_import)
     return parser
 
 

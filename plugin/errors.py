@@ -29,6 +29,7 @@ _HTTP_CODES = {
     413: ("too-large", "Request body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("validation", "Validation failed"),
+    428: ("precondition-required", "Precondition required"),
     429: ("rate-limited", "Too many requests"),
     503: ("unavailable", "Service unavailable"),
 }

@@ -156,3 +156,9 @@ async def make_store(client: httpx.AsyncClient, **overrides: object) -> StoreCre
 async def store(client: httpx.AsyncClient) -> StoreCreated:
     """A fresh store: the unit of isolation between tests."""
     return await make_store(client)
+
+
+@pytest.fixture
+def pool(runtime: Runtime) -> asyncpg.Pool:
+    """The app's pool, for direct SQL and service calls in tests."""
+    return runtime.pool

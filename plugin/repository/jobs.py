@@ -117,3 +117,15 @@ async def release(conn: Connection, *, job_ids: list[int], worker: str) -> None:
 async def state(conn: Connection, *, job_id: int) -> JobState | None:
     row = await conn.fetchrow(_STATE, job_id)
     return None if row is None else msgspec.convert(row, JobState, from_attributes=True)
+
+
+_INSERT_PER_STORE = """
+INSERT INTO jobs (kind, store_id, dedupe_key)
+SELECT $1, store_id, $2 || store_id FROM stores
+ON CONFLICT (dedupe_key) DO NOTHING
+"""
+
+
+async def enqueue_per_store(conn: Connection, *, kind: str, dedupe_prefix: str) -> None:
+    """Queue one job of `kind` per store, in one statement; `dedupe_prefix` + store id dedupes it."""
+    await conn.execute(_INSERT_PER_STORE, kind, dedupe_prefix)
