@@ -1,4 +1,9 @@
-"""Inbound webhooks from storefronts, authenticated by each platform's signature scheme."""
+"""Inbound webhooks from storefronts, authenticated by each platform's signature scheme.
+
+Every route reads the raw body, checks its signature with the store's secret before parsing
+anything (401 and nothing written on a bad one), translates the payload to canonical events and
+receives them through the inbox in the request's one transaction.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from loyalty.errors import NotFound
 from loyalty.events import decode_envelope
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
+from loyalty.repository.stores import StoreRow
 from plugin.auth import EXCLUDE_FROM_AUTH
 from plugin.runtime import Runtime
 
@@ -22,9 +28,18 @@ MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 
 class HookResult(msgspec.Struct, kw_only=True):
     """`applied`: the event took effect; `duplicate`: already seen, nothing changed; `parked`: it
-    refers to an order not received yet and takes effect when that order arrives."""
+    refers to an order not received yet and takes effect when that order arrives; `ignored`:
+    understood and deliberately without effect (a topic Patron does not act on, an order without
+    a customer or cancelled unpaid)."""
 
-    status: Literal["applied", "duplicate", "parked"]
+    status: Literal["applied", "duplicate", "parked", "ignored"]
+
+
+async def _store(conn: Connection, store_id: str) -> StoreRow:
+    store = await stores_repo.get_store(conn, store_id=store_id)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
+    return store
 
 
 @post(
@@ -45,9 +60,7 @@ async def standard(
     `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
     is checked before the body is parsed; a bad one is 401 and nothing is written."""
     body = await request.body()
-    store = await stores_repo.get_store(conn, store_id=store_id)
-    if store is None:
-        raise NotFound(f"no store {store_id}")
+    store = await _store(conn, store_id)
     now = runtime.clock()
     event_id = signing.verify(store.webhook_secret, headers=request.headers, body=body, now=now.timestamp())
     event_type, event = decode_envelope(body)
