@@ -25,6 +25,7 @@ ROUTE_HANDLERS = [
     platforms.PlatformController,
     me.me,
     hooks.standard,
+    hooks.shopify_hook,
 ]
 
 

@@ -7,6 +7,7 @@ receives them through the inbox in the request's one transaction.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import msgspec
@@ -14,14 +15,17 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from hooks import inbox, signing
+from hooks import inbox, platforms, shopify, signing
+from hooks.inbound import Ignored
 from loyalty.errors import NotFound
-from loyalty.events import decode_envelope
+from loyalty.events import MalformedEvent, decode_envelope
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
 from plugin.auth import EXCLUDE_FROM_AUTH
 from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 
@@ -68,3 +72,59 @@ async def standard(
         conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
     )
     return HookResult(status=outcome)
+
+
+@post(
+    "/v1/hooks/shopify/{store_id:str}",
+    opt={EXCLUDE_FROM_AUTH: True},
+    status_code=200,
+    tags=["webhooks"],
+    summary="Shopify webhooks",
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+)
+async def shopify_hook(
+    request: Request[Any, Any, Any],
+    store_id: FromPath[str],
+    conn: NamedDependency[Connection],
+    runtime: NamedDependency[Runtime],
+) -> HookResult:
+    """Shopify's `orders/paid`, `orders/cancelled`, `refunds/create`, `customers/create|update` and
+    `products/create|update`, verified by `X-Shopify-Hmac-Sha256` with the store's Shopify secret.
+    Deduplicated by `X-Shopify-Event-Id` with `X-Shopify-Topic`; an order is credited once however
+    often it is announced. Other topics are acknowledged and ignored."""
+    body = await request.body()
+    headers = request.headers
+    store = await _store(conn, store_id)
+    now = runtime.clock()
+    signature = headers.get(shopify.SIGNATURE_HEADER)
+    await platforms.verify(
+        conn,
+        store=store,
+        platform="shopify",
+        check=lambda secrets: shopify.verify(secrets, body=body, signature=signature),
+        now=now,
+    )
+    topic = headers.get(shopify.TOPIC_HEADER)
+    if not topic:
+        raise MalformedEvent(f"the {shopify.TOPIC_HEADER} header is required")
+    key, delivery_id = shopify.inbox_key(headers, body)
+    translated = shopify.translate(topic, body, store_currency=store.currency)
+    if isinstance(translated, Ignored):
+        log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
+        if topic not in shopify.TOPICS:
+            return HookResult(status="ignored")
+        status = await inbox.ignore(
+            conn, store=store, source="shopify", event_id=key, event_type=topic, delivery_id=delivery_id
+        )
+        return HookResult(status=status)
+    status = await inbox.receive(
+        conn,
+        store=store,
+        source="shopify",
+        event_id=key,
+        event_type=translated.event_type,
+        event=translated.event,
+        now=now,
+        delivery_id=delivery_id,
+    )
+    return HookResult(status=status)
