@@ -26,6 +26,7 @@ ROUTE_HANDLERS = [
     me.me,
     hooks.standard,
     hooks.shopify_hook,
+    hooks.woocommerce_hook,
 ]
 
 

@@ -15,7 +15,7 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from hooks import inbox, platforms, shopify, signing
+from hooks import inbox, platforms, shopify, signing, woocommerce
 from hooks.inbound import Ignored
 from loyalty.errors import NotFound
 from loyalty.events import MalformedEvent, decode_envelope
@@ -33,8 +33,8 @@ MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 class HookResult(msgspec.Struct, kw_only=True):
     """`applied`: the event took effect; `duplicate`: already seen, nothing changed; `parked`: it
     refers to an order not received yet and takes effect when that order arrives; `ignored`:
-    understood and deliberately without effect (a topic Patron does not act on, an order without
-    a customer or cancelled unpaid)."""
+    understood and deliberately without effect (a topic Patron does not act on, a guest or unpaid
+    order, WooCommerce's ping)."""
 
     status: Literal["applied", "duplicate", "parked", "ignored"]
 
@@ -126,5 +126,57 @@ async def shopify_hook(
         event=translated.event,
         now=now,
         delivery_id=delivery_id,
+    )
+    return HookResult(status=status)
+
+
+@post(
+    "/v1/hooks/woocommerce/{store_id:str}",
+    opt={EXCLUDE_FROM_AUTH: True},
+    status_code=200,
+    tags=["webhooks"],
+    summary="WooCommerce webhooks",
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+)
+async def woocommerce_hook(
+    request: Request[Any, Any, Any],
+    store_id: FromPath[str],
+    conn: NamedDependency[Connection],
+    runtime: NamedDependency[Runtime],
+) -> HookResult:
+    """WooCommerce's `order.created|updated`, `customer.created|updated` and
+    `product.created|updated`, verified by `X-WC-Webhook-Signature` with the store's WooCommerce
+    secret. Payloads are snapshots: an order is paid once (`processing` or `completed`), refunded
+    once per refund in its `refunds`, cancelled once, whichever deliveries carry them. The ping
+    WooCommerce sends when a webhook is saved is answered 200."""
+    body = await request.body()
+    headers = request.headers
+    store = await _store(conn, store_id)
+    if woocommerce.is_ping(headers, body):
+        return HookResult(status="ignored")
+    now = runtime.clock()
+    signature = headers.get(woocommerce.SIGNATURE_HEADER)
+    await platforms.verify(
+        conn,
+        store=store,
+        platform="woocommerce",
+        check=lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
+        now=now,
+    )
+    topic = headers.get(woocommerce.TOPIC_HEADER)
+    if not topic:
+        raise MalformedEvent(f"the {woocommerce.TOPIC_HEADER} header is required")
+    translated = woocommerce.translate(topic, body, store_currency=store.currency)
+    if isinstance(translated, Ignored):
+        # No inbox row: a snapshot that implies nothing has no fact to key it by.
+        log.info("woocommerce %s for store %s ignored: %s", topic, store_id, translated.reason)
+        return HookResult(status="ignored")
+    status = await inbox.receive_all(
+        conn,
+        store=store,
+        source="woocommerce",
+        events=translated,
+        now=now,
+        delivery_id=headers.get(woocommerce.DELIVERY_ID_HEADER),
     )
     return HookResult(status=status)
