@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
+from hooks.inbound import Inbound
 from hooks.repository import inbox as repo
 from loyalty import ingest
 from loyalty.events import Event
-from loyalty.orders import Outcome
 from loyalty.repository import Connection
 from loyalty.repository.stores import StoreRow
+
+Status = Literal["applied", "duplicate", "parked", "ignored"]
 
 
 async def receive(
@@ -21,10 +25,16 @@ async def receive(
     event_type: str,
     event: Event,
     now: datetime,
-) -> Outcome:
+    delivery_id: str | None = None,
+) -> Status:
     """Record and apply an event; a second delivery of the same id is a `duplicate` and changes nothing."""
     if not await repo.insert(
-        conn, store_id=store.store_id, source=source, event_id=event_id, event_type=event_type
+        conn,
+        store_id=store.store_id,
+        source=source,
+        event_id=event_id,
+        event_type=event_type,
+        delivery_id=delivery_id,
     ):
         return "duplicate"
     outcome = await ingest.apply(conn, store=store, event=event, now=now)
@@ -33,3 +43,57 @@ async def receive(
             conn, store_id=store.store_id, source=source, event_id=event_id, outcome=outcome
         )
     return outcome
+
+
+async def receive_all(
+    conn: Connection,
+    *,
+    store: StoreRow,
+    source: str,
+    events: Sequence[Inbound],
+    now: datetime,
+    delivery_id: str | None = None,
+) -> Status:
+    """Receive each event under its own key, in order; the answer is the strongest outcome among them.
+
+    A snapshot platform (WooCommerce) sends one payload that can stand for several events: an
+    order seen for the first time already refunded is paid, then refunded. Whatever was received
+    before is a duplicate, so only the difference takes effect.
+    """
+    outcomes = set()
+    for inbound in events:  # in order, one after the other: a refund needs its order first
+        outcomes.add(
+            await receive(
+                conn,
+                store=store,
+                source=source,
+                event_id=inbound.key,
+                event_type=inbound.event_type,
+                event=inbound.event,
+                now=now,
+                delivery_id=delivery_id,
+            )
+        )
+    return next((status for status in ("applied", "parked", "duplicate") if status in outcomes), "ignored")
+
+
+async def ignore(
+    conn: Connection,
+    *,
+    store: StoreRow,
+    source: str,
+    event_id: str,
+    event_type: str,
+    delivery_id: str | None = None,
+) -> Status:
+    """Record a delivery that is understood and deliberately has no effect, so it can be traced."""
+    await repo.insert(
+        conn,
+        store_id=store.store_id,
+        source=source,
+        event_id=event_id,
+        event_type=event_type,
+        outcome="ignored",
+        delivery_id=delivery_id,
+    )
+    return "ignored"

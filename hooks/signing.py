@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com): signing and verification."""
+"""Webhook signatures: Standard Webhooks (https://www.standardwebhooks.com) and the plain body HMAC
+that Shopify and WooCommerce use."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from loyalty.errors import PatronError
 
@@ -58,3 +59,25 @@ def verify(secret: str, *, headers: Mapping[str, str], body: bytes, now: float) 
     if not valid:
         raise InvalidSignature("no valid v1 signature for this body")
     return msg_id
+
+
+def body_signature(key: bytes, body: bytes) -> str:
+    """Base64 HMAC-SHA256 of the raw body: `X-Shopify-Hmac-Sha256` and `X-WC-Webhook-Signature`."""
+    return base64.b64encode(hmac.new(key, body, hashlib.sha256).digest()).decode()
+
+
+def verify_body(keys: Sequence[bytes], *, body: bytes, signature: str | None, header: str) -> None:
+    """Accept the body when `signature` is its HMAC under any of `keys` (two during a rotation).
+
+    Every key is tried, whichever matches: the time taken does not tell which one did.
+    """
+    if not signature:
+        raise InvalidSignature(f"the {header} header is required")
+    if not keys:
+        raise InvalidSignature(f"the store has no secret to check {header} with")
+    given = signature.strip().encode()
+    valid = False
+    for key in keys:
+        valid |= hmac.compare_digest(given, body_signature(key, body).encode())
+    if not valid:
+        raise InvalidSignature(f"{header} does not match this body")

@@ -9,11 +9,13 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import msgspec
 
+from hooks import reconcile
 from loyalty import programs, stores
 from loyalty.errors import PatronError
 from loyalty.program import Program, decode, encode
@@ -208,6 +210,36 @@ def _with_handled_errors(name: str, settings: Settings, body: Callable[[Runtime]
         return 1
 
 
+def _since(text: str) -> datetime:
+    """An ISO 8601 time; one without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def reconcile_woocommerce(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(runtime: Runtime) -> int:
+        try:
+            report = await reconcile.reconcile_woocommerce(
+                runtime.pool.acquire,
+                store_id=args.store,
+                since=args.since,
+                now=runtime.clock,
+                per_page=args.per_page,
+                progress=lambda line: print(line, file=sys.stderr),
+            )
+        except PatronError as exc:
+            print(f"patron reconcile woocommerce: {exc.detail}", file=sys.stderr)
+            return 1
+        counts = ", ".join(f"{name} {value}" for name, value in msgspec.structs.asdict(report).items())
+        print(f"reconciled store {args.store} since {args.since.isoformat()}: {counts}")
+        return 1 if report.failed else 0
+
+    return _with_runtime(settings, body)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -262,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("--store", required=True, help="store id")
     import_.add_argument("file")
     import_.set_defaults(run=program_import)
+
+    platforms = commands.add_parser(
+        "reconcile", help="pull recent orders from a storefront platform and apply what webhooks missed"
+    ).add_subparsers(dest="platform", required=True)
+    woo = platforms.add_parser(
+        "woocommerce", parents=[common], help="orders modified since a time, through the WooCommerce REST API"
+    )
+    woo.add_argument("--store", required=True, help="the Patron store id")
+    woo.add_argument(
+        "--since", required=True, type=_since, help="ISO 8601 time (UTC unless it has an offset)"
+    )
+    woo.add_argument("--per-page", type=int, default=100, help="orders per REST page (at most 100)")
+    woo.set_defaults(run=reconcile_woocommerce)
     return parser
 
 

@@ -10,7 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from plugin.api import admin, health, hooks, me, program
+from plugin.api import admin, health, hooks, me, platforms, program
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
@@ -25,6 +25,9 @@ ROUTE_HANDLERS = [
     me.me,
     program.ProgramController,
     hooks.standard,
+    platforms.PlatformController,
+    hooks.shopify_hook,
+    hooks.woocommerce_hook,
 ]
 
 

@@ -1,7 +1,13 @@
-"""Inbound webhooks from storefronts, authenticated by each platform's signature scheme."""
+"""Inbound webhooks from storefronts, authenticated by each platform's signature scheme.
+
+Every route reads the raw body, checks its signature with the store's secret before parsing
+anything (401 and nothing written on a bad one), translates the payload to canonical events and
+receives them through the inbox in the request's one transaction.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import msgspec
@@ -9,22 +15,35 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from hooks import inbox, signing
+from hooks import inbox, platforms, shopify, signing, woocommerce
+from hooks.inbound import Ignored
 from loyalty.errors import NotFound
-from loyalty.events import decode_envelope
+from loyalty.events import MalformedEvent, decode_envelope
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
+from loyalty.repository.stores import StoreRow
 from plugin.auth import EXCLUDE_FROM_AUTH
 from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 
 
 class HookResult(msgspec.Struct, kw_only=True):
     """`applied`: the event took effect; `duplicate`: already seen, nothing changed; `parked`: it
-    refers to an order not received yet and takes effect when that order arrives."""
+    refers to an order not received yet and takes effect when that order arrives; `ignored`:
+    understood and deliberately without effect (a topic Patron does not act on, a guest or unpaid
+    order, WooCommerce's ping)."""
 
-    status: Literal["applied", "duplicate", "parked"]
+    status: Literal["applied", "duplicate", "parked", "ignored"]
+
+
+async def _store(conn: Connection, store_id: str) -> StoreRow:
+    store = await stores_repo.get_store(conn, store_id=store_id)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
+    return store
 
 
 @post(
@@ -45,9 +64,7 @@ async def standard(
     `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
     is checked before the body is parsed; a bad one is 401 and nothing is written."""
     body = await request.body()
-    store = await stores_repo.get_store(conn, store_id=store_id)
-    if store is None:
-        raise NotFound(f"no store {store_id}")
+    store = await _store(conn, store_id)
     now = runtime.clock()
     event_id = signing.verify(store.webhook_secret, headers=request.headers, body=body, now=now.timestamp())
     event_type, event = decode_envelope(body)
@@ -55,3 +72,111 @@ async def standard(
         conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
     )
     return HookResult(status=outcome)
+
+
+@post(
+    "/v1/hooks/shopify/{store_id:str}",
+    opt={EXCLUDE_FROM_AUTH: True},
+    status_code=200,
+    tags=["webhooks"],
+    summary="Shopify webhooks",
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+)
+async def shopify_hook(
+    request: Request[Any, Any, Any],
+    store_id: FromPath[str],
+    conn: NamedDependency[Connection],
+    runtime: NamedDependency[Runtime],
+) -> HookResult:
+    """Shopify's `orders/paid`, `orders/cancelled`, `refunds/create`, `customers/create|update` and
+    `products/create|update`, verified by `X-Shopify-Hmac-Sha256` with the store's Shopify secret.
+    Deduplicated by `X-Shopify-Event-Id` with `X-Shopify-Topic`; an order is credited once however
+    often it is announced. Other topics are acknowledged and ignored."""
+    body = await request.body()
+    headers = request.headers
+    store = await _store(conn, store_id)
+    now = runtime.clock()
+    signature = headers.get(shopify.SIGNATURE_HEADER)
+    await platforms.verify(
+        conn,
+        store=store,
+        platform="shopify",
+        check=lambda secrets: shopify.verify(secrets, body=body, signature=signature),
+        now=now,
+    )
+    topic = headers.get(shopify.TOPIC_HEADER)
+    if not topic:
+        raise MalformedEvent(f"the {shopify.TOPIC_HEADER} header is required")
+    key, delivery_id = shopify.inbox_key(headers, body)
+    translated = shopify.translate(topic, body, store_currency=store.currency)
+    if isinstance(translated, Ignored):
+        log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
+        if topic not in shopify.TOPICS:
+            return HookResult(status="ignored")
+        status = await inbox.ignore(
+            conn, store=store, source="shopify", event_id=key, event_type=topic, delivery_id=delivery_id
+        )
+        return HookResult(status=status)
+    status = await inbox.receive(
+        conn,
+        store=store,
+        source="shopify",
+        event_id=key,
+        event_type=translated.event_type,
+        event=translated.event,
+        now=now,
+        delivery_id=delivery_id,
+    )
+    return HookResult(status=status)
+
+
+@post(
+    "/v1/hooks/woocommerce/{store_id:str}",
+    opt={EXCLUDE_FROM_AUTH: True},
+    status_code=200,
+    tags=["webhooks"],
+    summary="WooCommerce webhooks",
+    request_max_body_size=MAX_WEBHOOK_BYTES,
+)
+async def woocommerce_hook(
+    request: Request[Any, Any, Any],
+    store_id: FromPath[str],
+    conn: NamedDependency[Connection],
+    runtime: NamedDependency[Runtime],
+) -> HookResult:
+    """WooCommerce's `order.created|updated`, `customer.created|updated` and
+    `product.created|updated`, verified by `X-WC-Webhook-Signature` with the store's WooCommerce
+    secret. Payloads are snapshots: an order is paid once (`processing` or `completed`), refunded
+    once per refund in its `refunds`, cancelled once, whichever deliveries carry them. The ping
+    WooCommerce sends when a webhook is saved is answered 200."""
+    body = await request.body()
+    headers = request.headers
+    store = await _store(conn, store_id)
+    if woocommerce.is_ping(headers, body):
+        return HookResult(status="ignored")
+    now = runtime.clock()
+    signature = headers.get(woocommerce.SIGNATURE_HEADER)
+    await platforms.verify(
+        conn,
+        store=store,
+        platform="woocommerce",
+        check=lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
+        now=now,
+    )
+    topic = headers.get(woocommerce.TOPIC_HEADER)
+    if not topic:
+        raise MalformedEvent(f"the {woocommerce.TOPIC_HEADER} header is required")
+    translated = woocommerce.translate(topic, body, store_currency=store.currency)
+    if isinstance(translated, Ignored):
+        # No inbox row: a snapshot that implies nothing has no fact to key it by.
+        log.info("woocommerce %s for store %s ignored: %s", topic, store_id, translated.reason)
+        return HookResult(status="ignored")
+    status = await inbox.receive_all(
+        conn,
+        store=store,
+        source="woocommerce",
+        events=translated,
+        now=now,
+        delivery_id=headers.get(woocommerce.DELIVERY_ID_HEADER),
+    )
+    return HookResult(status=status)

@@ -1,0 +1,111 @@
+"""A store's platform connections: the secrets Shopify and WooCommerce sign webhooks with (rotated
+with two valid at once), and the REST credentials reconciliation reads WooCommerce with.
+
+Rotation: the new secret is current at once; the one it replaces keeps verifying for a grace
+period (48 hours by default: deliveries signed before the switch, and Shopify's retries of
+them, still pass), then stops by itself. A rotation with `grace_seconds: 0` ends the old secret
+at once, and the next rotation drops whatever previous secret is left, so at most two are valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from hooks.repository import platforms as repo
+from hooks.signing import InvalidSignature
+from loyalty.errors import NotFound
+from loyalty.repository import Connection
+from loyalty.repository.stores import StoreRow
+
+Platform = Literal["shopify", "woocommerce"]
+
+DEFAULT_GRACE_SECONDS = 48 * 3600
+
+
+class PlatformSecretRotation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Make `secret` the platform's current webhook secret; the one it replaces stays valid for
+    `grace_seconds` (0: not at all)."""
+
+    platform: Platform
+    secret: Annotated[str, Meta(min_length=1, max_length=500)]
+    grace_seconds: Annotated[int, Meta(ge=0, le=30 * 86400)] = DEFAULT_GRACE_SECONDS
+
+
+class PlatformSecretRotated(msgspec.Struct, kw_only=True):
+    """The rotation done. Signatures with the previous secret verify until `previous_valid_until`."""
+
+    platform: Platform
+    previous_valid_until: datetime | None
+
+
+class WooCommerceApi(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """WooCommerce REST API credentials (WooCommerce > Settings > Advanced > REST API, read access)."""
+
+    site_url: Annotated[
+        str, Meta(pattern=r"^https?://[^\s/]+", max_length=500, examples=["https://shop.example"])
+    ]
+    consumer_key: Annotated[str, Meta(min_length=1, max_length=200)]
+    consumer_secret: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class WooCommerceApiSaved(msgspec.Struct, kw_only=True):
+    """The credentials kept (the consumer secret is never shown again)."""
+
+    site_url: str
+    consumer_key: str
+
+
+async def rotate_secret(
+    conn: Connection, *, store_id: str, rotation: PlatformSecretRotation, now: datetime
+) -> PlatformSecretRotated:
+    """Switch the platform's webhook secret, keeping the outgoing one valid for the grace period."""
+    until = now + timedelta(seconds=rotation.grace_seconds) if rotation.grace_seconds else None
+    found, kept = await repo.rotate_secret(
+        conn, store_id=store_id, platform=rotation.platform, secret=rotation.secret, previous_until=until
+    )
+    if not found:
+        raise NotFound(f"no store {store_id}")
+    return PlatformSecretRotated(platform=rotation.platform, previous_valid_until=until if kept else None)
+
+
+async def verify(
+    conn: Connection,
+    *,
+    store: StoreRow,
+    platform: Platform,
+    check: Callable[[list[str]], None],
+    now: datetime,
+) -> None:
+    """Run `check` (which raises `InvalidSignature`) with the current secret, then the previous one.
+
+    The previous secret is read only when the current one fails: a rotation costs nothing on the
+    common path.
+    """
+    current = store.platform_secrets.get(platform)
+    try:
+        check([current] if current else [])
+    except InvalidSignature:
+        previous = await repo.previous_secret(conn, store_id=store.store_id, platform=platform, now=now)
+        if previous is None:
+            raise
+        check([previous])
+
+
+async def set_woocommerce_api(conn: Connection, *, store_id: str, api: WooCommerceApi) -> WooCommerceApiSaved:
+    """Keep the store's WooCommerce REST credentials, replacing any before."""
+    if not await repo.set_api(
+        conn, store_id=store_id, platform="woocommerce", credentials=msgspec.to_builtins(api)
+    ):
+        raise NotFound(f"no store {store_id}")
+    return WooCommerceApiSaved(site_url=api.site_url, consumer_key=api.consumer_key)
+
+
+async def woocommerce_api(conn: Connection, *, store_id: str) -> WooCommerceApi | None:
+    """The store's WooCommerce REST credentials, or None when none were given."""
+    stored = await repo.api(conn, store_id=store_id, platform="woocommerce")
+    return None if stored is None else msgspec.convert(stored, WooCommerceApi)
