@@ -89,6 +89,8 @@ class _Order(msgspec.Struct, kw_only=True):
 class _RefundLineItem(msgspec.Struct, kw_only=True):
     line_item_id: ShopifyId
     quantity: Quantity
+    subtotal: Decimal | None = None
+    """The refunded lines' price after discounts, before tax: what `subtotal` (eligible spend) counts."""
 
 
 class _Transaction(msgspec.Struct, kw_only=True):
@@ -245,8 +247,17 @@ def _refund(refund: _Refund, currency: str) -> Inbound:
         if item.quantity > 0:
             line_id = str(item.line_item_id)
             quantities[line_id] = quantities.get(line_id, 0) + item.quantity
-    # What went back to the customer: the successful refund transactions. Their currency only
-    # sets the minor digits: Shopify refunds in the currency the order was paid in.
+    line_subtotals = [item.subtotal for item in refund.refund_line_items if item.subtotal is not None]
+    if line_subtotals:
+        # Refunded lines reduce eligible spend by their pre-tax price, as the order's subtotal counts it;
+        # the transactions would also carry tax and shipping.
+        amount = _total(
+            (to_minor(value, currency, field="body.refund_line_items.subtotal") for value in line_subtotals),
+            field="body.refund_line_items",
+        )
+        return Inbound("order.refunded", _refund_event(refund, amount, quantities))
+    # No lines (a shipping or goodwill refund): what went back to the customer, the successful refund
+    # transactions. Their currency only sets the minor digits: Shopify refunds in the order's currency.
     amount = _total(
         (
             to_minor(txn.amount, txn.currency or currency, field="body.transactions.amount")
@@ -255,13 +266,16 @@ def _refund(refund: _Refund, currency: str) -> Inbound:
         ),
         field="body.transactions",
     )
-    event = OrderRefunded(
+    return Inbound("order.refunded", _refund_event(refund, amount, quantities))
+
+
+def _refund_event(refund: _Refund, amount: int, quantities: dict[str, int]) -> OrderRefunded:
+    return OrderRefunded(
         order_id=str(refund.order_id),
         refund_id=str(refund.id),
         amount=amount,
         lines=[RefundLine(line_id=line_id, quantity=qty) for line_id, qty in quantities.items()],
     )
-    return Inbound("order.refunded", event)
 
 
 def _tags(tags: str | list[str] | None) -> list[str]:

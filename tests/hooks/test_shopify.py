@@ -144,11 +144,23 @@ class TestOtherTopics:
         payload = fixture("shopify", "orders_cancelled") | {"financial_status": status}
         assert isinstance(translate("orders/cancelled", payload), Ignored)
 
-    def test_refund_counts_successful_refund_transactions_only(self) -> None:
+    def test_refund_of_lines_counts_their_pre_tax_subtotal(self) -> None:
         event = event_of(translate("refunds/create", fixture_bytes("shopify", "refunds_create")))
         assert isinstance(event, OrderRefunded)
         assert (event.order_id, event.refund_id, event.amount) == (ORDER_ID, "1017861914288", 1125)
         assert [(line.line_id, line.quantity) for line in event.lines] == [("14593720123568", 1)]
+
+    def test_refund_of_lines_ignores_tax_in_the_transactions(self) -> None:
+        payload = fixture("shopify", "refunds_create")
+        payload["refund_line_items"][0]["subtotal"] = "10.00"
+        assert event_of(translate("refunds/create", payload)).amount == 1000
+
+    def test_refund_without_lines_counts_successful_refund_transactions_only(self) -> None:
+        payload = fixture("shopify", "refunds_create") | {"refund_line_items": []}
+        for transaction in payload["transactions"]:
+            transaction["amount"] = "4.99"
+        event = event_of(translate("refunds/create", payload))
+        assert (event.amount, event.lines) == (499, [])
 
     def test_refund_lines_of_one_item_are_merged(self) -> None:
         payload = fixture("shopify", "refunds_create")
