@@ -8,6 +8,9 @@ Invariants (tested with hypothesis in tests/loyalty/test_ledger_properties.py):
 Every change takes the member's row lock first (`members.lock`), which serializes a member's
 ledger: concurrent redemptions cannot both see the same points.
 
+Spending takes lots nearest-expiry-first (never-expiring last); a reversal takes its own order's
+lot first.
+
 Debt policy. A reversal (refund, cancellation) takes back the order's points even when they were
 already spent: it consumes the order's own lot, then other lots nearest-expiry-first, and whatever
 is still missing stays as a negative balance — a debt that the member's next earnings pay off

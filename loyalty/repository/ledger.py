@@ -44,11 +44,15 @@ RETURNING lot_id
 # Take up to $3 points from the member's open lots, nearest expiry first (never-expiring last),
 # and record each take against entry $4. Lots of order $5 go first when given (a reversal takes
 # back the order's own points before anything else); $6 limits to lots available by then.
+# The "own order first" key must be false, not null, for other lots and for every lot when $5 is
+# null: `IS NOT DISTINCT FROM NULL` would put every order-less lot (adjustments) first, and a
+# null sorts first under DESC.
 _CONSUME = """
 WITH ordered AS (
     SELECT lot_id, remaining,
            sum(remaining) OVER (
-               ORDER BY (order_id IS NOT DISTINCT FROM $5) DESC, expires_at NULLS LAST, lot_id
+               ORDER BY ($5::text IS NOT NULL AND order_id IS NOT DISTINCT FROM $5) DESC,
+                        expires_at NULLS LAST, lot_id
            ) - remaining AS before
     FROM point_lots
     WHERE store_id = $1 AND customer_id = $2 AND remaining > 0
