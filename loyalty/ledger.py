@@ -19,8 +19,10 @@ first. Nothing is dropped; redemptions and negative adjustments, in contrast, ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple, ParamSpec
 
 from loyalty.errors import Conflict
 from loyalty.repository import Connection
@@ -33,7 +35,26 @@ class InsufficientPoints(Conflict):
     title = "Not enough points"
 
 
-async def earn(
+class Posting(NamedTuple):
+    """A ledger change as written: its entry and the member's balance after it."""
+
+    entry_id: int
+    balance: int
+
+
+_P = ParamSpec("_P")
+
+
+def _balance_only(post: Callable[_P, Awaitable[Posting]]) -> Callable[_P, Awaitable[int]]:
+    # `earn`/`debit` predate `Posting`; their callers only want the balance.
+    @functools.wraps(post)
+    async def balance_of(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        return (await post(*args, **kwargs)).balance
+
+    return balance_of
+
+
+async def post_earn(
     conn: Connection,
     *,
     store_id: str,
@@ -48,8 +69,8 @@ async def earn(
     rules: Sequence[str] = (),
     program_version: int | None = None,
     kind: str = "earn",
-) -> int:
-    """Credit points as a new lot; a debt is paid from it first. Returns the new balance."""
+) -> Posting:
+    """Credit points as a new lot; a debt is paid from it first."""
     if points <= 0:
         raise ValueError("earn needs positive points")
     expires_at = earned_at + timedelta(days=expiry_days) if expiry_days else None
@@ -84,10 +105,10 @@ async def earn(
         await repo.consume(
             conn, store_id=store_id, customer_id=customer_id, points=debt, entry_id=entry_id, lot_id=lot_id
         )
-    return balance
+    return Posting(entry_id, balance)
 
 
-async def debit(
+async def post_debit(
     conn: Connection,
     *,
     store_id: str,
@@ -102,8 +123,8 @@ async def debit(
     refund_id: str | None = None,
     redemption_id: str | None = None,
     program_version: int | None = None,
-) -> int:
-    """Take points from the member's lots (the order's own first); returns the new balance.
+) -> Posting:
+    """Take points from the member's lots (the order's own first).
 
     Without `allow_debt`, raises InsufficientPoints (and writes nothing) when the lots — only the
     spendable ones with `available_only` — do not cover it.
@@ -140,4 +161,11 @@ async def debit(
         order_first=order_id,
         available_by=now if available_only else None,
     )
-    return await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)
+    balance = await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)
+    return Posting(entry_id, balance)
+
+
+earn = _balance_only(post_earn)
+"""`post_earn`, returning only the new balance."""
+debit = _balance_only(post_debit)
+"""`post_debit`, returning only the new balance."""

@@ -51,11 +51,13 @@ class StoreCreated(msgspec.Struct, kw_only=True):
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who a verified API key acts for."""
+    """Who a verified API key or member token acts for."""
 
     store_id: str
     scope: Scope
     key_id: str
+    customer_id: str | None = None
+    """Set for a member token (scope `app`): the one member it may read and act for."""
 
 
 class KeyIssued(msgspec.Struct, kw_only=True):

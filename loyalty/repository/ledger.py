@@ -29,6 +29,13 @@ class ExpiringPoints(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime
 
 
+class PointTotals(msgspec.Struct, frozen=True, kw_only=True):
+    available: int
+    """In open lots that can be spent now."""
+    pending: int
+    """In open lots still inside the return window."""
+
+
 _INSERT_ENTRY = """
 INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refund_id, redemption_id,
                             reason, rules, program_version, expires_at, available_at, created_at)
@@ -74,6 +81,11 @@ RETURNING points
 _OPEN_POINTS = """
 SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
 WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND ($3::timestamptz IS NULL OR available_at <= $3)
+"""
+_POINT_TOTALS = """
+SELECT coalesce(sum(remaining) FILTER (WHERE available_at <= $3), 0)::bigint AS available,
+       coalesce(sum(remaining) FILTER (WHERE available_at > $3), 0)::bigint AS pending
+FROM point_lots WHERE store_id = $1 AND customer_id = $2 AND remaining > 0
 """
 _LIST = """
 SELECT entry_id, kind, points, order_id, refund_id, redemption_id, reason, rules, program_version,
@@ -206,6 +218,12 @@ async def open_points(
     """Points in open lots (only those spendable by `available_by`, when given)."""
     points: int = await conn.fetchval(_OPEN_POINTS, store_id, customer_id, available_by)
     return points
+
+
+async def point_totals(conn: Connection, *, store_id: str, customer_id: str, now: datetime) -> PointTotals:
+    """The member's open points, split into spendable now and pending."""
+    row = await conn.fetchrow(_POINT_TOTALS, store_id, customer_id, now)
+    return msgspec.convert(row, PointTotals, from_attributes=True)
 
 
 async def list_entries(
