@@ -9,7 +9,8 @@ Every change takes the member's row lock first (`members.lock`), which serialize
 ledger: concurrent redemptions cannot both see the same points.
 
 Spending takes lots nearest-expiry-first (never-expiring last); a reversal takes its own order's
-lot first.
+lot first. A lot past its expiry stays spendable until the `points.expire` job (hourly) takes
+it: the balance every channel shows includes it until then, and spending agrees with it.
 
 Debt policy. A reversal (refund, cancellation) takes back the order's points even when they were
 already spent: it consumes the order's own lot, then other lots nearest-expiry-first, and whatever
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple, ParamSpec
 
 from loyalty.errors import Conflict
-from loyalty.repository import Connection
+from loyalty.repository import Connection, outbox
 from loyalty.repository import ledger as repo
 from loyalty.repository import members as members_repo
 
@@ -169,3 +170,27 @@ earn = _balance_only(post_earn)
 """`post_earn`, returning only the new balance."""
 debit = _balance_only(post_debit)
 """`post_debit`, returning only the new balance."""
+
+
+async def expire_due(conn: Connection, *, store_id: str, now: datetime, members: int) -> list[repo.Expired]:
+    """Expire the due lots of up to `members` members of a store, with a `points.changed` each.
+
+    Idempotent: an expired lot is empty, so a second run (or a concurrent worker, which waits on
+    the member locks) finds nothing. Returns what expired; empty once the store has nothing due.
+    """
+    expired = await repo.expire_batch(conn, store_id=store_id, now=now, members=members)
+    await outbox.emit_many(
+        conn,
+        store_id=store_id,
+        event_type="points.changed",
+        events=[
+            (item.customer_id, {"delta": -item.points, "balance": item.balance, "reason": "expiry"})
+            for item in expired
+        ],
+    )
+    return expired
+
+
+async def stores_with_due_lots(conn: Connection, *, now: datetime) -> list[str]:
+    """Stores that have lots due to expire by `now`."""
+    return await repo.stores_with_due_lots(conn, now=now)

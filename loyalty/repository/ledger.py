@@ -36,6 +36,14 @@ class PointTotals(msgspec.Struct, frozen=True, kw_only=True):
     """In open lots still inside the return window."""
 
 
+class Expired(msgspec.Struct, frozen=True, kw_only=True):
+    """Points one member lost to expiry, and their balance after it."""
+
+    customer_id: str
+    points: int
+    balance: int
+
+
 _INSERT_ENTRY = """
 INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refund_id, redemption_id,
                             reason, rules, program_version, expires_at, available_at, created_at)
@@ -135,8 +143,11 @@ consumed AS (
 balances AS (
     UPDATE members AS m SET balance = m.balance + entries.points, updated_at = now()
     FROM entries WHERE m.store_id = $1 AND m.customer_id = entries.customer_id
+    RETURNING m.customer_id, m.balance
 )
-SELECT customer_id, -points AS points FROM entries
+SELECT entries.customer_id, -entries.points AS points, balances.balance
+FROM entries JOIN balances USING (customer_id)
+ORDER BY entries.customer_id
 """
 _STORES_WITH_DUE = "SELECT DISTINCT store_id FROM point_lots WHERE remaining > 0 AND expires_at <= $1"
 
@@ -240,13 +251,13 @@ async def expiring(
     return msgspec.convert(rows, list[ExpiringPoints], from_attributes=True)
 
 
-async def expire_batch(conn: Connection, *, store_id: str, now: datetime, members: int) -> dict[str, int]:
-    """Expire every due lot of up to `members` members; returns points expired per member."""
+async def expire_batch(conn: Connection, *, store_id: str, now: datetime, members: int) -> list[Expired]:
+    """Expire every due lot of up to `members` members; empty when none is left."""
     locked = [row["customer_id"] for row in await conn.fetch(_LOCK_MEMBERS_WITH_DUE, store_id, now, members)]
     if not locked:
-        return {}
+        return []
     rows = await conn.fetch(_EXPIRE, store_id, now, locked)
-    return {row["customer_id"]: row["points"] for row in rows}
+    return msgspec.convert(rows, list[Expired], from_attributes=True)
 
 
 async def stores_with_due_lots(conn: Connection, *, now: datetime) -> list[str]:
