@@ -8,6 +8,10 @@ Invariants (tested with hypothesis in tests/loyalty/test_ledger_properties.py):
 Every change takes the member's row lock first (`members.lock`), which serializes a member's
 ledger: concurrent redemptions cannot both see the same points.
 
+Spending takes lots nearest-expiry-first (never-expiring last); a reversal takes its own order's
+lot first. A lot past its expiry stays spendable until the `points.expire` job (hourly) takes
+it: the balance every channel shows includes it until then, and spending agrees with it.
+
 Debt policy. A reversal (refund, cancellation) takes back the order's points even when they were
 already spent: it consumes the order's own lot, then other lots nearest-expiry-first, and whatever
 is still missing stays as a negative balance — a debt that the member's next earnings pay off
@@ -16,11 +20,13 @@ first. Nothing is dropped; redemptions and negative adjustments, in contrast, ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple, ParamSpec
 
 from loyalty.errors import Conflict
-from loyalty.repository import Connection
+from loyalty.repository import Connection, outbox
 from loyalty.repository import ledger as repo
 from loyalty.repository import members as members_repo
 
@@ -30,7 +36,26 @@ class InsufficientPoints(Conflict):
     title = "Not enough points"
 
 
-async def earn(
+class Posting(NamedTuple):
+    """A ledger change as written: its entry and the member's balance after it."""
+
+    entry_id: int
+    balance: int
+
+
+_P = ParamSpec("_P")
+
+
+def _balance_only(post: Callable[_P, Awaitable[Posting]]) -> Callable[_P, Awaitable[int]]:
+    # `earn`/`debit` predate `Posting`; their callers only want the balance.
+    @functools.wraps(post)
+    async def balance_of(*args: _P.args, **kwargs: _P.kwargs) -> int:
+        return (await post(*args, **kwargs)).balance
+
+    return balance_of
+
+
+async def post_earn(
     conn: Connection,
     *,
     store_id: str,
@@ -45,8 +70,8 @@ async def earn(
     rules: Sequence[str] = (),
     program_version: int | None = None,
     kind: str = "earn",
-) -> int:
-    """Credit points as a new lot; a debt is paid from it first. Returns the new balance."""
+) -> Posting:
+    """Credit points as a new lot; a debt is paid from it first."""
     if points <= 0:
         raise ValueError("earn needs positive points")
     expires_at = earned_at + timedelta(days=expiry_days) if expiry_days else None
@@ -81,10 +106,10 @@ async def earn(
         await repo.consume(
             conn, store_id=store_id, customer_id=customer_id, points=debt, entry_id=entry_id, lot_id=lot_id
         )
-    return balance
+    return Posting(entry_id, balance)
 
 
-async def debit(
+async def post_debit(
     conn: Connection,
     *,
     store_id: str,
@@ -99,8 +124,8 @@ async def debit(
     refund_id: str | None = None,
     redemption_id: str | None = None,
     program_version: int | None = None,
-) -> int:
-    """Take points from the member's lots (the order's own first); returns the new balance.
+) -> Posting:
+    """Take points from the member's lots (the order's own first).
 
     Without `allow_debt`, raises InsufficientPoints (and writes nothing) when the lots — only the
     spendable ones with `available_only` — do not cover it.
@@ -137,4 +162,35 @@ async def debit(
         order_first=order_id,
         available_by=now if available_only else None,
     )
-    return await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)
+    balance = await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)
+    return Posting(entry_id, balance)
+
+
+earn = _balance_only(post_earn)
+"""`post_earn`, returning only the new balance."""
+debit = _balance_only(post_debit)
+"""`post_debit`, returning only the new balance."""
+
+
+async def expire_due(conn: Connection, *, store_id: str, now: datetime, members: int) -> list[repo.Expired]:
+    """Expire the due lots of up to `members` members of a store, with a `points.changed` each.
+
+    Idempotent: an expired lot is empty, so a second run (or a concurrent worker, which waits on
+    the member locks) finds nothing. Returns what expired; empty once the store has nothing due.
+    """
+    expired = await repo.expire_batch(conn, store_id=store_id, now=now, members=members)
+    await outbox.emit_many(
+        conn,
+        store_id=store_id,
+        event_type="points.changed",
+        events=[
+            (item.customer_id, {"delta": -item.points, "balance": item.balance, "reason": "expiry"})
+            for item in expired
+        ],
+    )
+    return expired
+
+
+async def stores_with_due_lots(conn: Connection, *, now: datetime) -> list[str]:
+    """Stores that have lots due to expire by `now`."""
+    return await repo.stores_with_due_lots(conn, now=now)

@@ -1,13 +1,22 @@
-"""Members: created and updated from customer events and from orders."""
+"""Members: created and updated from customer events and from orders; the member view and ledger."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import binascii
+import hashlib
+from datetime import datetime, timedelta
+from typing import Any
 
+import msgspec
+
+from loyalty.errors import InvalidInput, NotFound
 from loyalty.events import Customer
 from loyalty.program import Program
 from loyalty.repository import Connection
+from loyalty.repository import ledger as ledger_repo
 from loyalty.repository import members as repo
+from loyalty.repository import orders as orders_repo
 from loyalty.repository.members import MemberRow
 
 
@@ -42,3 +51,202 @@ async def lock_or_create(
         member = await repo.lock(conn, store_id=store_id, customer_id=customer_id)
         assert member is not None
     return member
+
+
+# --- The member view -------------------------------------------------------------------------
+
+EXPIRING_WITHIN = timedelta(days=30)
+RECENT_ORDERS = 5
+
+
+class TierProgress(msgspec.Struct, kw_only=True):
+    """How far the member is from the level above their own (`next` is null at the top)."""
+
+    metric: str
+    """`spend` (minor units, net of refunds), `points` or `orders`, over the program's window."""
+    current: int
+    next: str | None
+    """The code of the next level."""
+    needed: int
+    """How much more of the metric reaches it; 0 at the top."""
+
+
+class TierView(msgspec.Struct, kw_only=True):
+    """The member's level, since when they hold it, and their progress to the next one."""
+
+    code: str
+    name: str
+    since: datetime
+    progress: TierProgress
+
+
+class ExpiringPoints(msgspec.Struct, kw_only=True):
+    """Points that expire at `expires_at` unless spent first."""
+
+    points: int
+    expires_at: datetime
+
+
+class PointsView(msgspec.Struct, kw_only=True):
+    """`balance` is the sum of the member's ledger (negative only as a debt from a reversal);
+    `available` can be spent now, `pending` only after the return window; `expiring` lists what
+    expires in the next 30 days."""
+
+    balance: int
+    available: int
+    pending: int
+    expiring: list[ExpiringPoints]
+
+
+class RecentOrder(msgspec.Struct, kw_only=True):
+    """One of the member's latest orders; `points` are net of what refunds took back."""
+
+    order_id: str
+    placed_at: datetime
+    subtotal: int
+    refunded: int
+    currency: str
+    points: int
+    status: str
+
+
+class MemberView(msgspec.Struct, kw_only=True):
+    """The one profile every channel sees.
+
+    `preferences`, `open_cases` and `suggestions` stay empty until preferences, service cases and
+    the care engine land; the fields are there so clients can be written against the shape now.
+    """
+
+    customer_id: str
+    email: str | None
+    name: str | None
+    tier: TierView
+    points: PointsView
+    preferences: dict[str, Any] = msgspec.field(default_factory=dict)
+    open_cases: list[Any] = msgspec.field(default_factory=list)
+    recent_orders: list[RecentOrder] = msgspec.field(default_factory=list)
+    suggestions: list[Any] = msgspec.field(default_factory=list)
+    updated_at: datetime
+
+
+def tier_progress(program: Program, *, tier_code: str, metric: int) -> TierProgress:
+    """Progress from the member's level to the one above it (by threshold), as the tier rules rank them."""
+    current = program.level(tier_code)
+    above = [level for level in program.tiers.levels if level.threshold > current.threshold]
+    following = above[0] if above else None
+    return TierProgress(
+        metric=program.tiers.metric,
+        current=metric,
+        next=following.code if following else None,
+        needed=max(following.threshold - metric, 0) if following else 0,
+    )
+
+
+def _name(member: MemberRow) -> str | None:
+    return " ".join(part for part in (member.first_name, member.last_name) if part) or None
+
+
+async def view(
+    conn: Connection, *, store_id: str, customer_id: str, program: Program, now: datetime
+) -> MemberView:
+    """The member's profile, tier with progress, points and recent orders; NotFound if unknown."""
+    member = await repo.find(conn, store_id=store_id, customer_id=customer_id)
+    if member is None:
+        raise NotFound(f"no member {customer_id}")
+    level = program.level(member.tier_code)
+    metric = await orders_repo.member_metric(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        metric=program.tiers.metric,
+        window_days=program.tiers.window_days,
+        now=now,
+    )
+    totals = await ledger_repo.point_totals(conn, store_id=store_id, customer_id=customer_id, now=now)
+    expiring = await ledger_repo.expiring(
+        conn, store_id=store_id, customer_id=customer_id, after=now, until=now + EXPIRING_WITHIN
+    )
+    orders = await orders_repo.recent(conn, store_id=store_id, customer_id=customer_id, limit=RECENT_ORDERS)
+    return MemberView(
+        customer_id=member.customer_id,
+        email=member.email,
+        name=_name(member),
+        tier=TierView(
+            code=level.code,
+            name=level.name,
+            since=member.tier_since,
+            progress=tier_progress(program, tier_code=level.code, metric=metric),
+        ),
+        points=PointsView(
+            balance=member.balance,
+            available=totals.available,
+            pending=totals.pending,
+            expiring=[ExpiringPoints(points=item.points, expires_at=item.expires_at) for item in expiring],
+        ),
+        recent_orders=[msgspec.convert(order, RecentOrder, from_attributes=True) for order in orders],
+        updated_at=member.updated_at,
+    )
+
+
+def etag(value: msgspec.Struct) -> str:
+    """A strong ETag of a response body: it changes whenever any field does."""
+    return '"' + hashlib.sha256(msgspec.json.encode(value)).hexdigest()[:32] + '"'
+
+
+# --- The ledger, newest first ----------------------------------------------------------------
+
+
+class LedgerEntry(msgspec.Struct, kw_only=True):
+    """One change of the member's points and why: the order, refund or redemption behind it, the
+    rules that applied and the program version that produced it."""
+
+    entry_id: int
+    kind: str
+    """`earn`, `redeem`, `expire`, `reverse` or `adjust`."""
+    points: int
+    order_id: str | None
+    refund_id: str | None
+    redemption_id: str | None
+    reason: str
+    rules: list[str]
+    program_version: int | None
+    expires_at: datetime | None
+    available_at: datetime | None
+    """For pending points: when they become spendable."""
+    created_at: datetime
+
+
+class LedgerPage(msgspec.Struct, kw_only=True):
+    """Entries newest first; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    entries: list[LedgerEntry]
+    next_cursor: str | None
+
+
+def _encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"e{entry_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("e") or not text[1:].isdigit():
+            raise ValueError(text)
+        return int(text[1:])
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise InvalidInput("not a cursor this API returned", field="cursor") from None
+
+
+async def ledger_page(
+    conn: Connection, *, store_id: str, customer_id: str, cursor: str | None, limit: int
+) -> LedgerPage:
+    """A page of the member's ledger entries, newest first; NotFound for an unknown member."""
+    before = None if cursor is None else _decode_cursor(cursor)
+    if await repo.find(conn, store_id=store_id, customer_id=customer_id) is None:
+        raise NotFound(f"no member {customer_id}")
+    rows = await ledger_repo.list_entries(
+        conn, store_id=store_id, customer_id=customer_id, before=before, limit=limit + 1
+    )
+    entries = [msgspec.convert(row, LedgerEntry, from_attributes=True) for row in rows[:limit]]
+    next_cursor = _encode_cursor(entries[-1].entry_id) if len(rows) > limit else None
+    return LedgerPage(entries=entries, next_cursor=next_cursor)

@@ -36,6 +36,10 @@ async def apply_paid(
     award: bool = True,
 ) -> Outcome:
     customer_id = event.customer.customer_id
+    # The order's key before the member, as refunds and cancellations take them: a redelivered
+    # order racing its own refund would otherwise deadlock. It also serializes with events parked
+    # for this order, so none is parked unseen while the order is inserted.
+    await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
     member = await members_repo.lock(conn, store_id=store.store_id, customer_id=customer_id)
     if member is None or event.customer.updated_at is not None:
         # An order's embedded customer fills in a new member; it overwrites only when it says how new it is.
@@ -67,8 +71,6 @@ async def apply_paid(
         timezone=ZoneInfo(store.timezone),
     )
     earned = earning.order_points(program, facts)
-    # Serializes with events parked for this order, so none is parked unseen while it is inserted.
-    await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
     points = earned.points if award else 0
     inserted = await repo.insert_order(
         conn,
@@ -188,7 +190,8 @@ async def _lock_known_order(
             payload=msgspec.to_builtins(payload),
         )
         return None
-    # Every ledger change locks the member first, then what it changes: no deadlocks between them.
+    # Lock order everywhere: the order's key, then the member, then the order row (apply_paid too);
+    # ledger changes without an order lock only the member. So no two transactions wait in a cycle.
     await members_repo.lock(conn, store_id=store_id, customer_id=customer_id)
     return await repo.lock_order(conn, store_id=store_id, order_id=order_id)
 

@@ -53,13 +53,16 @@ class StoreCreated(msgspec.Struct, kw_only=True):
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """Who a verified API key acts for."""
+    """Who a verified API key or member token acts for."""
 
     store_id: str
     scope: Scope
     key_id: str
     expires_at: datetime | None = None
-    """When the key stops working because it was rotated; null while it is the scope's current key."""
+    """When the credential stops working: a rotated key's end of grace, a member token's expiry;
+    null for a scope's current key."""
+    customer_id: str | None = None
+    """Set for a member token (scope `app`): the one member it may read and act for."""
 
 
 class KeyIssued(msgspec.Struct, kw_only=True):

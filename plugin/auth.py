@@ -17,7 +17,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.handlers.base import BaseRouteHandler
 from redis.asyncio import Redis
 
-from loyalty import stores
+from loyalty import member_tokens, stores
+from loyalty.errors import NotFound
 from loyalty.stores import Principal, Scope
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def bearer_token(connection: AnyConnection) -> str | None:
 
 
 async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> None:
-    """Router-wide guard: resolves the bearer API key into `request.auth`, or answers 401.
+    """Router-wide guard: resolves the bearer API key or member token into `request.auth`, or 401.
 
     A guard rather than a middleware so that its 401 goes through the route's error handling and
     middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
@@ -116,7 +117,13 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
     token = bearer_token(connection)
     if token is None:
         raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-    principal = await connection.app.state.patron.keys.resolve(token)
+    runtime = connection.app.state.patron
+    if token.startswith(member_tokens.PREFIX):
+        principal = await runtime.member_tokens.resolve(token, pool=runtime.pool, now=runtime.clock())
+        if principal is None:
+            raise NotAuthorizedException("the member token is invalid or expired")
+    else:
+        principal = await runtime.keys.resolve(token)
     if principal is None:
         raise NotAuthorizedException("the API key is unknown, expired or revoked")
     connection.scope["auth"] = principal
@@ -147,6 +154,32 @@ class ScopeGuard:
 def requires(*scopes: Scope) -> ScopeGuard:
     """A guard letting through keys of the given scopes only."""
     return ScopeGuard(frozenset(scopes))
+
+
+def member_access(principal: Principal, customer_id: str) -> None:
+    """Refuse a member token acting for another member than its own.
+
+    404, worded exactly as for an unknown member, rather than 403: a member token must not learn
+    which other customer ids exist. API keys (no `customer_id`) see every member of their store.
+    """
+    if principal.customer_id is not None and principal.customer_id != customer_id:
+        raise NotFound(f"no member {customer_id}")
+
+
+async def own_member(connection: AnyConnection, _: BaseRouteHandler) -> None:
+    """Guard for routes under `/v1/members/{cid}`: `member_access` on the path's member.
+
+    Async although it does no I/O: Litestar runs a sync guard in a worker thread.
+    """
+    member_access(connection.auth, connection.path_params["cid"])
+
+
+async def app_needs_member_token(connection: AnyConnection, _: BaseRouteHandler) -> None:
+    """Guard for writes an app may make only as a member: an app API key (no member) may read
+    members, but acting for one (spending their points) takes that member's token."""
+    principal: Principal = connection.auth
+    if principal.scope == Scope.app and principal.customer_id is None:
+        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
 
 
 async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None:

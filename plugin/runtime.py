@@ -10,6 +10,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from plugin.auth import KeyResolver
+from plugin.member_tokens import MemberTokenResolver
 from plugin.settings import Settings
 
 
@@ -25,3 +26,4 @@ class Runtime:
     keys: KeyResolver
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
+    member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)

@@ -29,6 +29,21 @@ class ExpiringPoints(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime
 
 
+class PointTotals(msgspec.Struct, frozen=True, kw_only=True):
+    available: int
+    """In open lots that can be spent now."""
+    pending: int
+    """In open lots still inside the return window."""
+
+
+class Expired(msgspec.Struct, frozen=True, kw_only=True):
+    """Points one member lost to expiry, and their balance after it."""
+
+    customer_id: str
+    points: int
+    balance: int
+
+
 _INSERT_ENTRY = """
 INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refund_id, redemption_id,
                             reason, rules, program_version, expires_at, available_at, created_at)
@@ -44,11 +59,15 @@ RETURNING lot_id
 # Take up to $3 points from the member's open lots, nearest expiry first (never-expiring last),
 # and record each take against entry $4. Lots of order $5 go first when given (a reversal takes
 # back the order's own points before anything else); $6 limits to lots available by then.
+# The "own order first" key must be false, not null, for other lots and for every lot when $5 is
+# null: `IS NOT DISTINCT FROM NULL` would put every order-less lot (adjustments) first, and a
+# null sorts first under DESC.
 _CONSUME = """
 WITH ordered AS (
     SELECT lot_id, remaining,
            sum(remaining) OVER (
-               ORDER BY (order_id IS NOT DISTINCT FROM $5) DESC, expires_at NULLS LAST, lot_id
+               ORDER BY ($5::text IS NOT NULL AND order_id IS NOT DISTINCT FROM $5) DESC,
+                        expires_at NULLS LAST, lot_id
            ) - remaining AS before
     FROM point_lots
     WHERE store_id = $1 AND customer_id = $2 AND remaining > 0
@@ -70,6 +89,11 @@ RETURNING points
 _OPEN_POINTS = """
 SELECT coalesce(sum(remaining), 0)::bigint FROM point_lots
 WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND ($3::timestamptz IS NULL OR available_at <= $3)
+"""
+_POINT_TOTALS = """
+SELECT coalesce(sum(remaining) FILTER (WHERE available_at <= $3), 0)::bigint AS available,
+       coalesce(sum(remaining) FILTER (WHERE available_at > $3), 0)::bigint AS pending
+FROM point_lots WHERE store_id = $1 AND customer_id = $2 AND remaining > 0
 """
 _LIST = """
 SELECT entry_id, kind, points, order_id, refund_id, redemption_id, reason, rules, program_version,
@@ -119,8 +143,11 @@ consumed AS (
 balances AS (
     UPDATE members AS m SET balance = m.balance + entries.points, updated_at = now()
     FROM entries WHERE m.store_id = $1 AND m.customer_id = entries.customer_id
+    RETURNING m.customer_id, m.balance
 )
-SELECT customer_id, -points AS points FROM entries
+SELECT entries.customer_id, -entries.points AS points, balances.balance
+FROM entries JOIN balances USING (customer_id)
+ORDER BY entries.customer_id
 """
 _STORES_WITH_DUE = "SELECT DISTINCT store_id FROM point_lots WHERE remaining > 0 AND expires_at <= $1"
 
@@ -204,6 +231,12 @@ async def open_points(
     return points
 
 
+async def point_totals(conn: Connection, *, store_id: str, customer_id: str, now: datetime) -> PointTotals:
+    """The member's open points, split into spendable now and pending."""
+    row = await conn.fetchrow(_POINT_TOTALS, store_id, customer_id, now)
+    return msgspec.convert(row, PointTotals, from_attributes=True)
+
+
 async def list_entries(
     conn: Connection, *, store_id: str, customer_id: str, before: int | None, limit: int
 ) -> list[EntryRow]:
@@ -218,13 +251,13 @@ async def expiring(
     return msgspec.convert(rows, list[ExpiringPoints], from_attributes=True)
 
 
-async def expire_batch(conn: Connection, *, store_id: str, now: datetime, members: int) -> dict[str, int]:
-    """Expire every due lot of up to `members` members; returns points expired per member."""
+async def expire_batch(conn: Connection, *, store_id: str, now: datetime, members: int) -> list[Expired]:
+    """Expire every due lot of up to `members` members; empty when none is left."""
     locked = [row["customer_id"] for row in await conn.fetch(_LOCK_MEMBERS_WITH_DUE, store_id, now, members)]
     if not locked:
-        return {}
+        return []
     rows = await conn.fetch(_EXPIRE, store_id, now, locked)
-    return {row["customer_id"]: row["points"] for row in rows}
+    return msgspec.convert(rows, list[Expired], from_attributes=True)
 
 
 async def stores_with_due_lots(conn: Connection, *, now: datetime) -> list[str]:

@@ -54,6 +54,8 @@ SELECT store_id, customer_id, email, first_name, last_name, birthday, marketing_
     tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
 FROM members WHERE store_id = $1 AND customer_id = $2
 """
+_FIND = _GET.rstrip() + " AND erased_at IS NULL\n"
+_LOCK_LIVE = _FIND + "FOR UPDATE\n"
 _ADD_BALANCE = """
 UPDATE members SET balance = balance + $3, updated_at = now() WHERE store_id = $1 AND customer_id = $2
 RETURNING balance
@@ -107,6 +109,18 @@ async def lock(conn: Connection, *, store_id: str, customer_id: str) -> MemberRo
 
 async def get(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:
     row = await conn.fetchrow(_GET, store_id, customer_id)
+    return None if row is None else msgspec.convert(row, MemberRow, from_attributes=True)
+
+
+async def find(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:
+    """The member, unless unknown or erased; not locked."""
+    row = await conn.fetchrow(_FIND, store_id, customer_id)
+    return None if row is None else msgspec.convert(row, MemberRow, from_attributes=True)
+
+
+async def lock_live(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:
+    """Like `lock`, but None for an erased member too: member-facing writes do not touch those."""
+    row = await conn.fetchrow(_LOCK_LIVE, store_id, customer_id)
     return None if row is None else msgspec.convert(row, MemberRow, from_attributes=True)
 
 

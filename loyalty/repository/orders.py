@@ -32,6 +32,17 @@ class LineRow(msgspec.Struct, frozen=True, kw_only=True):
     refunded_qty: int
 
 
+class RecentOrderRow(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    placed_at: datetime
+    subtotal: int
+    refunded: int
+    currency: str
+    points: int
+    """Net of what refunds and cancellation took back."""
+    status: str
+
+
 class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     event_type: str
     payload: dict[str, Any]
@@ -77,6 +88,24 @@ _UPDATE_ORDER = """
 UPDATE orders SET refunded = least(subtotal, refunded + $3), points_reversed = points_reversed + $4,
                   status = coalesce($5, status)
 WHERE store_id = $1 AND order_id = $2
+"""
+# The tier metric of one member, by the same definition as the set-based tier evaluation:
+# paid orders placed in (now - window, now], spend net of refunds, points net of reversals.
+_MEMBER_METRIC = """
+SELECT CASE $3::text
+           WHEN 'spend' THEN coalesce(sum(subtotal - refunded), 0)
+           WHEN 'points' THEN coalesce(sum(points - points_reversed), 0)
+           ELSE count(*)
+       END::bigint
+FROM orders
+WHERE store_id = $1 AND customer_id = $2 AND status = 'paid'
+  AND placed_at > $4::timestamptz - make_interval(days => $5::int) AND placed_at <= $4::timestamptz
+"""
+_RECENT = """
+SELECT order_id, placed_at, subtotal, refunded, currency, points - points_reversed AS points, status
+FROM orders WHERE store_id = $1 AND customer_id = $2
+ORDER BY placed_at DESC, order_id DESC
+LIMIT $3
 """
 _PARK = "INSERT INTO parked_events (store_id, order_id, event_type, payload) VALUES ($1, $2, $3, $4)"
 _TAKE_PARKED = """
@@ -201,3 +230,17 @@ async def take_parked(conn: Connection, *, store_id: str, order_id: str) -> list
     """Remove and return the events parked for an order, oldest first."""
     rows = sorted(await conn.fetch(_TAKE_PARKED, store_id, order_id), key=lambda row: row["parked_id"])
     return msgspec.convert(rows, list[ParkedEvent], from_attributes=True)
+
+
+async def member_metric(
+    conn: Connection, *, store_id: str, customer_id: str, metric: str, window_days: int, now: datetime
+) -> int:
+    """The member's tier metric (`spend`, `points` or `orders`) over the window ending at `now`."""
+    value: int = await conn.fetchval(_MEMBER_METRIC, store_id, customer_id, metric, now, window_days)
+    return value
+
+
+async def recent(conn: Connection, *, store_id: str, customer_id: str, limit: int) -> list[RecentOrderRow]:
+    """The member's latest orders, newest first."""
+    rows = await conn.fetch(_RECENT, store_id, customer_id, limit)
+    return msgspec.convert(rows, list[RecentOrderRow], from_attributes=True)

@@ -35,6 +35,7 @@ _SELECT_STORE = """
 SELECT store_id, name, currency, timezone, webhook_secret, platform_secrets, created_at
 FROM stores WHERE store_id = $1
 """
+_SELECT_MEMBER_TOKEN_SECRET = "SELECT member_token_secret FROM stores WHERE store_id = $1"  # noqa: S105
 _INSERT_KEY = """
 INSERT INTO api_keys (key_id, store_id, scope, secret_hash) VALUES ($1, $2, $3, $4)
 """
@@ -75,6 +76,12 @@ async def insert_store(
 async def get_store(conn: Connection, *, store_id: str) -> StoreRow | None:
     row = await conn.fetchrow(_SELECT_STORE, store_id)
     return None if row is None else msgspec.convert(row, StoreRow, from_attributes=True)
+
+
+async def member_token_secret(conn: Connection, *, store_id: str) -> bytes | None:
+    """The key member tokens of the store are signed with; None for an unknown store."""
+    secret: bytes | None = await conn.fetchval(_SELECT_MEMBER_TOKEN_SECRET, store_id)
+    return secret
 
 
 async def insert_key(conn: Connection, *, key_id: str, store_id: str, scope: str, secret_hash: bytes) -> None:

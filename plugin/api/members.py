@@ -1,0 +1,199 @@
+"""The member-facing API: member tokens, the member view, the ledger, redemptions and adjustments.
+
+Every route here is under `/v1/members/{cid}` and guarded by `own_member`: a member token acts for
+its own member only (another member is a 404, as for an unknown one). API keys see every member
+of their store, by scope:
+
+| route | scopes |
+| --- | --- |
+| `POST /tokens` | storefront, channel |
+| `GET /`, `GET /ledger` | channel, app (key or member token), marketer |
+| `POST /redemptions` | channel, marketer, app with a member token (an app key may read, not spend) |
+| `POST /adjustments` | marketer |
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get, post
+from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
+
+from loyalty import adjustments, member_tokens, members, programs, redemptions
+from loyalty.adjustments import AdjustmentCreate, AdjustmentCreated
+from loyalty.idempotency import Key
+from loyalty.member_tokens import MemberToken, MemberTokenCreate
+from loyalty.members import LedgerPage, MemberView
+from loyalty.redemptions import RedemptionCreate, RedemptionCreated
+from loyalty.repository import Connection
+from loyalty.stores import Principal, Scope
+from plugin.auth import app_needs_member_token, own_member, requires
+from plugin.runtime import Runtime
+
+IdempotencyKey = Annotated[
+    Key | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Makes a retry safe: the same key and body answer the first response, with one effect.",
+    ),
+]
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison of an If-None-Match list (or `*`) against an ETag."""
+    if if_none_match is None:
+        return False
+    candidates = [item.strip().removeprefix("W/") for item in if_none_match.split(",")]
+    return "*" in candidates or etag.removeprefix("W/") in candidates
+
+
+def _replayed(replayed: bool) -> dict[str, str]:
+    return {REPLAYED_HEADER: "true"} if replayed else {}
+
+
+class MembersController(Controller):
+    path = "/v1/members/{cid:str}"
+    guards = [own_member]  # noqa: RUF012
+    tags = ["members"]  # noqa: RUF012
+
+    @post(
+        "/tokens",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Scope.storefront, Scope.channel)],
+        summary="Issue a member token",
+    )
+    async def create_token(
+        self,
+        conn: NamedDependency[Connection],
+        runtime: NamedDependency[Runtime],
+        principal: NamedDependency[Principal],
+        cid: FromPath[str],
+        data: JSONBody[MemberTokenCreate | None] = None,
+    ) -> MemberToken:
+        """A bearer token with which an app reads and acts for this member only, until it expires
+        (an hour unless `ttl_seconds` says otherwise). 404 for an unknown member."""
+        return await member_tokens.issue(
+            conn,
+            store_id=principal.store_id,
+            customer_id=cid,
+            now=runtime.clock(),
+            ttl_seconds=(data or MemberTokenCreate()).ttl_seconds,
+        )
+
+    @get(
+        "/",
+        guards=[requires(Scope.channel, Scope.app, Scope.marketer)],
+        summary="The member view",
+        responses={
+            HTTP_304_NOT_MODIFIED: ResponseSpec(
+                None, description="Not modified: the `If-None-Match` ETag is still current"
+            )
+        },
+    )
+    async def get_member(
+        self,
+        conn: NamedDependency[Connection],
+        runtime: NamedDependency[Runtime],
+        principal: NamedDependency[Principal],
+        cid: FromPath[str],
+        if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
+    ) -> Response[MemberView]:
+        """The one profile: tier and progress, points (balance, pending, expiring in 30 days),
+        recent orders. Carries an `ETag`; `If-None-Match` with it answers 304 while nothing changed."""
+        program = await programs.live_program(conn, store_id=principal.store_id)
+        view = await members.view(
+            conn, store_id=principal.store_id, customer_id=cid, program=program, now=runtime.clock()
+        )
+        tag = members.etag(view)
+        if etag_matches(if_none_match, tag):
+            not_modified: Response[Any] = Response(
+                content=None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": tag}
+            )
+            return not_modified
+        return Response(view, headers={"ETag": tag})
+
+    @get(
+        "/ledger",
+        guards=[requires(Scope.channel, Scope.app, Scope.marketer)],
+        summary="The member's points ledger",
+    )
+    async def get_ledger(
+        self,
+        conn: NamedDependency[Connection],
+        principal: NamedDependency[Principal],
+        cid: FromPath[str],
+        cursor: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    ) -> LedgerPage:
+        """Every change of the member's points and why, newest first, a page at a time."""
+        return await members.ledger_page(
+            conn, store_id=principal.store_id, customer_id=cid, cursor=cursor, limit=limit
+        )
+
+    @post(
+        "/redemptions",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Scope.channel, Scope.app, Scope.marketer), app_needs_member_token],
+        summary="Redeem points for a reward",
+    )
+    async def redeem(
+        self,
+        conn: NamedDependency[Connection],
+        runtime: NamedDependency[Runtime],
+        principal: NamedDependency[Principal],
+        cid: FromPath[str],
+        data: JSONBody[RedemptionCreate],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[RedemptionCreated]:
+        """Spend spendable points (pending ones excluded) on a reward of the program; issues a
+        voucher code. `Idempotency-Key` is required: the same key and body answer the first
+        response (with `Idempotent-Replayed: true`) and deduct once; the same key with another
+        body is 422. 409 `insufficient-points` when the points do not cover the reward, 422 for an
+        unknown reward, 404 for an unknown member."""
+        program = await programs.live_program(conn, store_id=principal.store_id)
+        created, replayed = await redemptions.redeem_once(
+            conn,
+            store_id=principal.store_id,
+            customer_id=cid,
+            data=data,
+            idempotency_key=idempotency_key,
+            program=program,
+            now=runtime.clock(),
+        )
+        return Response(created, status_code=HTTP_201_CREATED, headers=_replayed(replayed))
+
+    @post(
+        "/adjustments",
+        status_code=HTTP_201_CREATED,
+        guards=[requires(Scope.marketer)],
+        summary="Adjust a member's points",
+    )
+    async def adjust(
+        self,
+        conn: NamedDependency[Connection],
+        runtime: NamedDependency[Runtime],
+        principal: NamedDependency[Principal],
+        cid: FromPath[str],
+        data: JSONBody[AdjustmentCreate],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[AdjustmentCreated]:
+        """Give (positive `points`, a lot expiring by the program) or take (negative; 409 when the
+        member's points do not cover it — an adjustment never makes a debt) points, with a reason.
+        `Idempotency-Key` is optional and works as for redemptions."""
+        program = await programs.live_program(conn, store_id=principal.store_id)
+        created, replayed = await adjustments.adjust_once(
+            conn,
+            store_id=principal.store_id,
+            customer_id=cid,
+            data=data,
+            idempotency_key=idempotency_key,
+            program=program,
+            now=runtime.clock(),
+        )
+        return Response(created, status_code=HTTP_201_CREATED, headers=_replayed(replayed))
