@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from plugin.worker import JobHandler, Schedule
+from plugin import outbound
+from plugin.worker import JobHandler, Pump, Schedule
 
 JOB_HANDLERS: dict[str, JobHandler] = {}
 SCHEDULES: list[Schedule] = []
+PUMPS: list[Pump] = [outbound.deliver_outbox]
