@@ -228,55 +228,37 @@ async def deliver(
     schedule: Sequence[int],
     now: datetime | None = None,
 ) -> Attempt:
-    """Attempt a claimed delivery and record the attempt and its consequence in one transaction."""
+    """Attempt a claimed delivery and record the attempt with its consequence."""
     started_at = datetime.now(UTC)
     result = await attempt(sender, claimed)
-    gone = result.status_code == 410
-    delay = (
-        None
-        if gone or result.succeeded
-        else next_delay(schedule, claimed.attempts, retry_after=result.retry_after)
+    record = repo.AttemptRecord(
+        delivery_id=claimed.delivery_id,
+        worker=worker,
+        series=claimed.series,
+        attempt=claimed.attempts,
+        started_at=started_at,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        error=result.error,
     )
-    async with pool.acquire() as conn, conn.transaction():
-        settles = result.succeeded or delay is None
-        if settles:
+    gone = result.status_code == 410
+    delay = None
+    if not (gone or result.succeeded):
+        delay = next_delay(schedule, claimed.attempts, retry_after=result.retry_after)
+    async with pool.acquire() as conn:
+        if delay is not None:
+            await repo.reschedule(conn, attempt=record, now=now, delay_seconds=delay)
+            return result
+        status = "delivered" if result.succeeded else "dead"
+        if claimed.customer_id is None and not gone:
+            await repo.settle(conn, attempt=record, status=status, now=now)
+            return result
+        async with conn.transaction():
             await repo.lock_for_completion(conn)
-        await repo.record_attempt(
-            conn,
-            delivery_id=claimed.delivery_id,
-            series=claimed.series,
-            attempt=claimed.attempts,
-            started_at=started_at,
-            status_code=result.status_code,
-            latency_ms=result.latency_ms,
-            error=result.error,
-            worker=worker,
-        )
-        if gone:
-            await endpoints_repo.disable(
-                conn, endpoint_id=claimed.endpoint_id, reason="the receiver answered 410 Gone"
-            )
-        if settles:
-            await repo.finish(
-                conn,
-                delivery_id=claimed.delivery_id,
-                worker=worker,
-                status="delivered" if result.succeeded else "dead",
-                status_code=result.status_code,
-                error=result.error,
-                now=now,
-            )
-        else:
-            assert delay is not None
-            await repo.reschedule(
-                conn,
-                delivery_id=claimed.delivery_id,
-                worker=worker,
-                status_code=result.status_code,
-                error=result.error,
-                now=now,
-                delay_seconds=delay,
-            )
+            await repo.settle(conn, attempt=record, status=status, now=now)
+            if gone:
+                reason = "the receiver answered 410 Gone"
+                await endpoints_repo.disable(conn, endpoint_id=claimed.endpoint_id, reason=reason)
     if gone:
         log.warning("endpoint %s answered 410 Gone: disabled", claimed.endpoint_id)
     return result

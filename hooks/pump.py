@@ -78,6 +78,10 @@ class DeliveryPump:
         self._busy: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._outbox_dirty = True
+        self._claim_now = True
+        # Woken by one finished attempt while busy, wait for a few more: one claim query then
+        # fills several slots instead of one.
+        self._min_batch = max(1, concurrency // 4)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is in flight."""
@@ -100,6 +104,7 @@ class DeliveryPump:
                     if not done:
                         # Nothing woke us: look at the outbox anyway, in case a notification was lost.
                         self._outbox_dirty = True
+                        self._claim_now = True
         finally:
             await self._drain()
             await self.sender.aclose()
@@ -107,7 +112,7 @@ class DeliveryPump:
 
     async def run_once(self) -> int:
         """Fan out, claim what is due now and wait for those attempts; for tests and one-shot use."""
-        self._outbox_dirty = True
+        self._outbox_dirty = self._claim_now = True
         claimed = await self._tick()
         await self.wait_idle()
         return claimed
@@ -127,7 +132,12 @@ class DeliveryPump:
     async def _tick(self) -> int:
         if self._outbox_dirty:
             self._outbox_dirty = False
+            self._claim_now = True
             await outbox.fan_out(self.pool, now=self._now())
+        free = self.concurrency - len(self._running)
+        if not self._claim_now and self._running and free < self._min_batch:
+            return 0
+        self._claim_now = False
         return await self._claim()
 
     async def _claim(self) -> int:
@@ -192,6 +202,7 @@ class DeliveryPump:
         self._wake.set()
 
     def _on_deliveries(self, *_: Any) -> None:
+        self._claim_now = True
         self._wake.set()
 
     async def _drain(self) -> None:

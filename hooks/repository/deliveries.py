@@ -149,36 +149,44 @@ WHERE d.delivery_id = picked.delivery_id AND e.endpoint_id = d.endpoint_id AND o
 RETURNING d.delivery_id, d.endpoint_id, d.customer_id, d.message_id, d.event_type, d.attempts, d.series,
     e.url, e.secret, o.payload, o.created_at AS occurred_at
 """
-# The delivery may have gone with its endpoint meanwhile: then there is nothing to record against.
-# FOR KEY SHARE holds it until commit, so the foreign key cannot fail half-way.
-_RECORD_ATTEMPT = """
-INSERT INTO delivery_attempts
-    (delivery_id, series, attempt, started_at, status_code, latency_ms, error, worker)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8
-WHERE EXISTS (SELECT 1 FROM deliveries WHERE delivery_id = $1 FOR KEY SHARE)
-"""
-# Only the lease holder settles a delivery: a worker whose lease lapsed changes nothing.
-_FINISH = """
-UPDATE deliveries SET status = $3, locked_by = NULL, locked_until = NULL,
-    last_status_code = $4, last_error = $5, updated_at = now(),
-    delivered_at = CASE WHEN $3 = 'delivered' THEN coalesce($6::timestamptz, now()) END,
-    dead_at = CASE WHEN $3 = 'dead' THEN coalesce($6::timestamptz, now()) END
-WHERE delivery_id = $1 AND locked_by = $2
-RETURNING endpoint_id, customer_id
-"""
-_PROMOTE = """
-UPDATE deliveries SET ready = true WHERE delivery_id = (
-    SELECT delivery_id FROM deliveries
-    WHERE endpoint_id = $1 AND customer_id = $2 AND status IN ('pending', 'failed') AND NOT ready
-    ORDER BY event_id LIMIT 1
-)
-"""
-_RESCHEDULE = """
+# Each outcome is written with its attempt in one statement. Only the lease holder settles a
+# delivery: a worker whose lease lapsed records its attempt and changes nothing else. The delivery
+# may have gone with its endpoint meanwhile: then there is nothing to record against. (The lease
+# holder's UPDATE locks the row, so it cannot vanish before the attempt row's foreign key is
+# checked; for a worker whose lease lapsed it can, and that attempt is lost with the delivery.)
+_ATTEMPT = """
+attempt AS (
+    INSERT INTO delivery_attempts
+        (delivery_id, series, attempt, started_at, status_code, latency_ms, error, worker)
+    SELECT $1, $3, $4, $5, $6, $7, $8, $2
+    WHERE EXISTS (SELECT 1 FROM deliveries WHERE delivery_id = $1)
+)"""
+_RESCHEDULE = f"""
+WITH {_ATTEMPT}
 UPDATE deliveries SET status = 'failed', locked_by = NULL, locked_until = NULL,
-    last_status_code = $3, last_error = $4, updated_at = now(),
-    next_attempt_at = coalesce($5::timestamptz, now()) + make_interval(secs => $6)
+    last_status_code = $6, last_error = $8, updated_at = now(),
+    next_attempt_at = coalesce($9::timestamptz, now()) + make_interval(secs => $10)
 WHERE delivery_id = $1 AND locked_by = $2
-"""
+"""  # noqa: S608 - a constant
+# Delivered or dead, and the next delivery of its endpoint and member becomes the queue head. The
+# successor is looked up in this statement's snapshot, so the caller must hold lock_for_completion
+# from an earlier statement (see the module docstring).
+_SETTLE = f"""
+WITH {_ATTEMPT}, settled AS (
+    UPDATE deliveries SET status = $10::text, locked_by = NULL, locked_until = NULL,
+        last_status_code = $6, last_error = $8, updated_at = now(),
+        delivered_at = CASE WHEN $10::text = 'delivered' THEN coalesce($9::timestamptz, now()) END,
+        dead_at = CASE WHEN $10::text = 'dead' THEN coalesce($9::timestamptz, now()) END
+    WHERE delivery_id = $1 AND locked_by = $2
+    RETURNING endpoint_id, customer_id
+)
+UPDATE deliveries SET ready = true WHERE delivery_id = (
+    SELECT next.delivery_id FROM deliveries next
+    JOIN settled ON next.endpoint_id = settled.endpoint_id AND next.customer_id = settled.customer_id
+    WHERE next.status IN ('pending', 'failed') AND NOT next.ready
+    ORDER BY next.event_id LIMIT 1
+)
+"""  # noqa: S608 - a constant
 # Released on shutdown without being tried: the attempt does not count.
 _RELEASE = """
 UPDATE deliveries SET locked_by = NULL, locked_until = NULL, attempts = greatest(attempts - 1, 0)
@@ -260,52 +268,42 @@ async def claim(
     return msgspec.convert(rows, list[Claimed], from_attributes=True)
 
 
-async def record_attempt(
-    conn: Connection,
-    *,
-    delivery_id: int,
-    series: int,
-    attempt: int,
-    started_at: datetime,
-    status_code: int | None,
-    latency_ms: int,
-    error: str | None,
-    worker: str,
-) -> None:
-    await conn.execute(
-        _RECORD_ATTEMPT, delivery_id, series, attempt, started_at, status_code, latency_ms, error, worker
-    )
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt as recorded, by the worker holding the delivery's lease."""
+
+    delivery_id: int
+    worker: str
+    series: int
+    attempt: int
+    started_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+    def args(self) -> tuple[object, ...]:
+        return (
+            self.delivery_id,
+            self.worker,
+            self.series,
+            self.attempt,
+            self.started_at,
+            self.status_code,
+            self.latency_ms,
+            self.error,
+        )
 
 
-async def finish(
-    conn: Connection,
-    *,
-    delivery_id: int,
-    worker: str,
-    status: str,
-    status_code: int | None,
-    error: str | None,
-    now: datetime | None,
-) -> None:
-    """Settle a delivery as `delivered` or `dead` and ready the next one in its member's queue.
-    Hold lock_for_completion."""
-    row = await conn.fetchrow(_FINISH, delivery_id, worker, status, status_code, error, now)
-    if row is not None and row["customer_id"] is not None:
-        # A statement of its own: it must see successors committed while _FINISH waited.
-        await conn.execute(_PROMOTE, row["endpoint_id"], row["customer_id"])
+async def settle(conn: Connection, *, attempt: AttemptRecord, status: str, now: datetime | None) -> None:
+    """Record the attempt and settle the delivery as `delivered` or `dead`, readying the next one
+    of its member's queue. Hold lock_for_completion when the delivery has a customer_id."""
+    await conn.execute(_SETTLE, *attempt.args(), now, status)
 
 
 async def reschedule(
-    conn: Connection,
-    *,
-    delivery_id: int,
-    worker: str,
-    status_code: int | None,
-    error: str | None,
-    now: datetime | None,
-    delay_seconds: float,
+    conn: Connection, *, attempt: AttemptRecord, now: datetime | None, delay_seconds: float
 ) -> None:
-    await conn.execute(_RESCHEDULE, delivery_id, worker, status_code, error, now, delay_seconds)
+    """Record the failed attempt and schedule the next one `delay_seconds` from now."""
+    await conn.execute(_RESCHEDULE, *attempt.args(), now, delay_seconds)
 
 
 async def release(conn: Connection, *, delivery_ids: list[int], worker: str) -> None:
