@@ -100,15 +100,17 @@ async def test_a_crashed_workers_lease_lapses_and_the_delivery_is_retried(
     assert [request.message_id for request in receiver.requests] == [lost.message_id]
     # Were it only slow, its late word changes nothing: the lease is someone else's.
     async with runtime.pool.acquire() as conn:
-        await repo.finish(
-            conn,
+        late = repo.AttemptRecord(
             delivery_id=lost.delivery_id,
             worker="crashed",
-            status="dead",
+            series=lost.series,
+            attempt=lost.attempts,
+            started_at=clock(),
             status_code=None,
-            error="x",
-            now=None,
+            latency_ms=30_000,
+            error="timed out",
         )
+        await repo.settle(conn, attempt=late, status="dead", now=clock())
     [row] = await deliveries_of(runtime, store)
     assert row.status == "delivered"
 
