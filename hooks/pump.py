@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from hooks import delivery, outbox
-from hooks.repository import Pool
+from hooks.repository import Pool, PooledConnection
 from hooks.repository import deliveries as repo
 from hooks.repository.deliveries import Claimed
 
@@ -79,6 +79,7 @@ class DeliveryPump:
         self._wake = asyncio.Event()
         self._outbox_dirty = True
         self._claim_now = True
+        self._listener: PooledConnection | None = None
         # Woken by one finished attempt while busy, wait for a few more: one claim query then
         # fills several slots instead of one.
         self._min_batch = max(1, concurrency // 4)
@@ -87,26 +88,27 @@ class DeliveryPump:
         """Deliver until `stop` is set, then finish or release what is in flight."""
         log.info("delivery pump %s started", self.name)
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                await self._listen(stack)
-                while not stop.is_set():
-                    self._wake.clear()
-                    try:
-                        await self._tick()
-                    except Exception:
-                        log.exception("delivery pump %s could not reach the database", self.name)
-                    waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-                    done, pending = await asyncio.wait(
-                        waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    for waiter in pending:
-                        waiter.cancel()
-                    if not done:
-                        # Nothing woke us: look at the outbox anyway, in case a notification was lost.
-                        self._outbox_dirty = True
-                        self._claim_now = True
+            await self._listen()
+            while not stop.is_set():
+                self._wake.clear()
+                try:
+                    await self._tick()
+                except Exception:
+                    log.exception("delivery pump %s could not reach the database", self.name)
+                waiters = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+                done, pending = await asyncio.wait(
+                    waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in pending:
+                    waiter.cancel()
+                if not done:
+                    # Nothing woke us: look at the outbox anyway, in case a notification was lost.
+                    self._outbox_dirty = True
+                    self._claim_now = True
+                    await self._listen()
         finally:
             await self._drain()
+            await self._unlisten()
             await self.sender.aclose()
             log.info("delivery pump %s stopped", self.name)
 
@@ -178,24 +180,45 @@ class DeliveryPump:
         finally:
             self._running.pop(claimed.delivery_id, None)
             self._busy[claimed.endpoint_id] -= 1
+            if self._busy[claimed.endpoint_id] <= 0:
+                del self._busy[claimed.endpoint_id]
             self._wake.set()
 
-    async def _listen(self, stack: contextlib.AsyncExitStack) -> None:
-        """LISTEN on a connection held for the pump's life; without it the pump polls."""
+    async def _listen(self) -> None:
+        """LISTEN on a connection held for the pump's life, again if it was lost (the database
+        restarted); without one the pump polls."""
+        if self._listener is not None:
+            try:
+                if not self._listener.is_closed():
+                    return
+            except Exception:  # noqa: S110 - asyncpg detaches a lost connection from its proxy
+                pass
+        await self._unlisten()
         try:
-            conn = await stack.enter_async_context(self.pool.acquire())
+            conn = await self.pool.acquire()
+        except Exception:
+            log.warning("delivery pump %s cannot LISTEN; polling", self.name, exc_info=True)
+            return
+        try:
             await conn.add_listener(OUTBOX_CHANNEL, self._on_outbox)
             await conn.add_listener(outbox.DELIVERIES_CHANNEL, self._on_deliveries)
         except Exception:
-            log.warning("delivery pump %s cannot LISTEN; polling instead", self.name, exc_info=True)
+            log.warning("delivery pump %s cannot LISTEN; polling", self.name, exc_info=True)
+            await self.pool.release(conn)
             return
+        self._listener = conn
+        # Notifications sent while nobody listened are gone: look now.
+        self._outbox_dirty = self._claim_now = True
 
-        async def unlisten() -> None:
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(OUTBOX_CHANNEL, self._on_outbox)
-                await conn.remove_listener(outbox.DELIVERIES_CHANNEL, self._on_deliveries)
-
-        stack.push_async_callback(unlisten)
+    async def _unlisten(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(OUTBOX_CHANNEL, self._on_outbox)
+            await conn.remove_listener(outbox.DELIVERIES_CHANNEL, self._on_deliveries)
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
 
     def _on_outbox(self, *_: Any) -> None:
         self._outbox_dirty = True

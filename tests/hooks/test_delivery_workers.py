@@ -169,6 +169,29 @@ async def test_a_hanging_receiver_does_not_delay_another_endpoint(
     assert all(row.locked_until is None for row in rows)
 
 
+async def test_a_lost_listen_connection_is_replaced(
+    runtime: Runtime, store: StoreCreated, receiver: Receiver, pumps: PumpFactory
+) -> None:
+    await register(runtime, store, receiver.url())
+    pump = pumps()
+    async with running(pump):
+        await emit(runtime, store, "c1", 1)
+        await receiver.wait_for(lambda: len(receiver.answered(200)) == 1)
+        assert pump._listener is not None
+        lost = pump._listener.get_server_pid()
+        async with runtime.pool.acquire() as conn:
+            await conn.execute("SELECT pg_terminate_backend($1)", lost)
+        await emit(runtime, store, "c1", 2)
+        await receiver.wait_for(lambda: len(receiver.answered(200)) == 2)
+        # The poll delivered #2, and the pump listens again on another connection.
+        assert pump._listener is not None
+        assert pump._listener.get_server_pid() != lost
+        await emit(runtime, store, "c1", 3)
+        await receiver.wait_for(lambda: len(receiver.answered(200)) == 3)
+    assert pump._listener is None
+    assert [request.json()["data"]["seq"] for request in receiver.requests] == [1, 2, 3]
+
+
 @pytest.mark.slow
 async def test_many_messages_many_members_two_workers_in_order(
     runtime: Runtime, store: StoreCreated, receiver: Receiver, pumps: PumpFactory
