@@ -9,7 +9,7 @@ import httpx
 import msgspec
 import pytest
 
-from loyalty.stores import StoreCreated
+from loyalty.stores import Scope, StoreCreated
 from plugin.runtime import Runtime
 from tests.conftest import bearer, make_store
 from tests.hooks.outbound import Clock, emit, forget_endpoints, make_pump, settle
@@ -19,7 +19,7 @@ Client = httpx.AsyncClient
 
 
 def marketer(store: StoreCreated) -> dict[str, str]:
-    return bearer(store.api_keys["marketer"])
+    return bearer(store.api_keys[Scope.marketer])
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ class TestEndpoints:
         self, client: Client, store: StoreCreated
     ) -> None:
         endpoint_id = (await create(client, store)).json()["endpoint_id"]
-        channel = bearer(store.api_keys["channel"])
+        channel = bearer(store.api_keys[Scope.channel])
         assert (await client.get("/v1/webhook-endpoints", headers=channel)).status_code == 403
         other = await make_store(client)
         response = await client.get(f"/v1/webhook-endpoints/{endpoint_id}", headers=marketer(other))
