@@ -207,7 +207,9 @@ async def attempt(sender: Sender, claimed: Claimed) -> Attempt:
         error = f"refused: {exc}"
     except httpcore.TimeoutException as exc:
         error = f"timed out: {type(exc).__name__}"
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError) as exc:
+    except Exception as exc:
+        # Refused, reset, malformed answer, unusable URL…: whatever it was, the attempt is recorded
+        # and retried on the schedule, never left to lapse its lease again and again unrecorded.
         error = f"{type(exc).__name__}: {exc}"[:500]
     else:
         status = response.status
