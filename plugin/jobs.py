@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from plugin import ledger_jobs, tier_jobs
-from plugin.worker import JobHandler, Schedule
+from plugin import ledger_jobs, outbound, tier_jobs
+from plugin.worker import JobHandler, Pump, Schedule
 
 JOB_HANDLERS: dict[str, JobHandler] = {
     tier_jobs.KIND: tier_jobs.evaluate_tiers,
@@ -11,3 +11,4 @@ JOB_HANDLERS: dict[str, JobHandler] = {
     ledger_jobs.PURGE_IDEMPOTENCY_KEYS: ledger_jobs.purge_idempotency_keys,
 }
 SCHEDULES: list[Schedule] = [tier_jobs.SCHEDULE, *ledger_jobs.SCHEDULES]
+PUMPS: list[Pump] = [outbound.deliver_outbox]

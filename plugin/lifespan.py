@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from plugin import database, embedded
 from plugin.auth import KeyResolver
-from plugin.jobs import JOB_HANDLERS, SCHEDULES
+from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.migrations import migrate
 from plugin.runtime import Runtime
 from plugin.settings import Settings
@@ -51,7 +51,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def make_worker(runtime: Runtime) -> Worker:
-    return Worker(runtime=runtime, handlers=JOB_HANDLERS, schedules=SCHEDULES)
+    return Worker(runtime=runtime, handlers=JOB_HANDLERS, schedules=SCHEDULES, pumps=PUMPS)
 
 
 @contextlib.asynccontextmanager

@@ -60,6 +60,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     delivery_retry_schedule: tuple[Annotated[int, Meta(ge=0)], ...] = (30, 120, 600, 3600, 21600, 86400)
     """Outbound delivery retry delays in seconds; the last attempt dead-letters."""
 
+    allow_private_webhook_targets: bool = False
+    """Allow outbound webhook URLs on private, loopback and link-local addresses (development and
+    tests only: in production it would let a store make Patron call into its own network)."""
+
     @property
     def embedded(self) -> bool:
         """Whether any server has to be started under `data_dir`."""

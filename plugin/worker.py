@@ -26,6 +26,8 @@ from plugin.runtime import Runtime
 log = logging.getLogger(__name__)
 
 JobHandler = Callable[[Runtime, Job], Awaitable[None]]
+Pump = Callable[[Runtime, asyncio.Event], Awaitable[None]]
+"""A loop of its own beside the job queue (outbox delivery), run until the event is set."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Worker:
     runtime: Runtime
     handlers: Mapping[str, JobHandler]
     schedules: Sequence[Schedule] = ()
+    pumps: Sequence[Pump] = ()
     concurrency: int = 4
     lease_seconds: float = 300.0
     poll_seconds: float = 1.0
@@ -61,6 +64,9 @@ class Worker:
         """Work until `stop` is set, then finish or release what is in flight."""
         log.info("worker %s started", self.name)
         leases = asyncio.create_task(self._keep_leases(), name=f"worker-leases-{self.name}")
+        pumps = [
+            asyncio.create_task(self._pump(pump, stop), name=f"pump-{pump.__name__}") for pump in self.pumps
+        ]
         try:
             while not stop.is_set():
                 try:
@@ -76,10 +82,21 @@ class Worker:
                     await asyncio.sleep(0)
         finally:
             await self._drain()
+            await asyncio.gather(*pumps)
             leases.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await leases
             log.info("worker %s stopped", self.name)
+
+    async def _pump(self, pump: Pump, stop: asyncio.Event) -> None:
+        # A pump that dies is restarted: it owns work nothing else picks up.
+        while not stop.is_set():
+            try:
+                await pump(self.runtime, stop)
+            except Exception:
+                log.exception("worker %s: pump %s failed; restarting", self.name, pump.__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_seconds)
 
     async def run_once(self) -> int:
         """Claim and run whatever is due now, waiting for it; for tests and one-shot commands."""

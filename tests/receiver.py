@@ -1,0 +1,167 @@
+"""A real webhook receiver for tests: a minimal HTTP/1.1 server on 127.0.0.1 (asyncio streams).
+
+It records every request and answers as its `behaviour` says: per request, so a test can fail
+some messages, hang, answer 410 or 429 with Retry-After. It can be stopped and started again on
+the same port (a receiver that is down, then up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import msgspec
+
+from hooks.signing import verify
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How to answer one request."""
+
+    status: int = 200
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    hang: bool = False
+
+
+OK = Answer()
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    """Wall-clock time the request was fully read (time.time())."""
+    status: int | None = None
+    """What the receiver answered (None: not yet, or it hung)."""
+
+    @property
+    def message_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+    def verify(self, secret: str) -> str:
+        return verify(secret, headers=self.headers, body=self.body, now=time.time())
+
+
+Behaviour = Callable[["Request"], Answer]
+
+
+class Receiver:
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.behaviour: Behaviour = behaviour or (lambda _: OK)
+        self.requests: list[Request] = []
+        self.in_flight: Counter[str] = Counter()
+        self.max_in_flight_per_message = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Condition()
+
+    def url(self, path: str = "hook") -> str:
+        return f"http://127.0.0.1:{self.port}/{path}"
+
+    def answered(self, status: int = 200, path: str | None = None) -> list[Request]:
+        return [r for r in self.requests if r.status == status and (path is None or r.path == "/" + path)]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection: the receiver is down."""
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until `predicate()` holds, checked after each request."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            while True:
+                request = await self._read(reader)
+                if request is None:
+                    return
+                await self._answer(request, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        except asyncio.CancelledError:
+            # stop() cancels connections (a hanging answer among them); asyncio would log a cancelled
+            # connection task as an error, so it ends quietly instead.
+            return
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _read(self, reader: asyncio.StreamReader) -> Request | None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return None
+        lines = head.decode("latin-1").split("\r\n")
+        path = lines[0].split(" ")[1]
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return Request(path=path, headers=headers, body=body, at=time.time())
+
+    async def _answer(self, request: Request, writer: asyncio.StreamWriter) -> None:
+        await self._record(request)
+        answer = self.behaviour(request)
+        message_id = request.headers.get("webhook-id", "")
+        self.in_flight[message_id] += 1
+        self.max_in_flight_per_message = max(self.max_in_flight_per_message, self.in_flight[message_id])
+        try:
+            if answer.hang:
+                await asyncio.sleep(3600)
+            if answer.delay:
+                await asyncio.sleep(answer.delay)
+        finally:
+            self.in_flight[message_id] -= 1
+        extra = "".join(f"{name}: {value}\r\n" for name, value in answer.headers.items())
+        head = f"HTTP/1.1 {answer.status} Answer\r\ncontent-length: 2\r\n{extra}\r\n"
+        writer.write(head.encode("latin-1") + b"ok")
+        await writer.drain()
+        request.status = answer.status
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _record(self, request: Request) -> None:
+        async with self._changed:
+            self.requests.append(request)
+            self._changed.notify_all()
