@@ -1,0 +1,135 @@
+"""Turning load runs into figures: medians per target, paired ratios, a table for the terminal."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+
+import msgspec
+
+from tests.bench.loadgen import LoadResult
+
+
+class Measurement(msgspec.Struct, kw_only=True):
+    """One load run of one target (scenario, server, app) in one round."""
+
+    scenario: str
+    server: str
+    app: str
+    round: int
+    result: LoadResult
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    """A target's figures over all rounds: medians, with the spread of throughput."""
+
+    scenario: str
+    server: str
+    app: str
+    rounds: int
+    throughput: float
+    throughput_min: float
+    throughput_max: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    client_cpu: float
+
+
+class Ratio(msgspec.Struct, kw_only=True):
+    """`numerator` / `denominator` throughput: the median over rounds of the ratio within each round.
+
+    Pairing by round keeps drift of the machine (other work, thermal) out of the ratio: both sides
+    of a pair ran back to back.
+    """
+
+    scenario: str
+    label: str
+    numerator: str
+    denominator: str
+    ratio: float
+    per_round: list[float]
+    target: float | None = None
+
+    @property
+    def met(self) -> bool | None:
+        return None if self.target is None else self.ratio >= self.target
+
+
+def _median(values: Iterable[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def summarize(measurements: list[Measurement]) -> list[Summary]:
+    groups: dict[tuple[str, str, str], list[LoadResult]] = defaultdict(list)
+    for m in measurements:
+        groups[m.scenario, m.server, m.app].append(m.result)
+    return [
+        Summary(
+            scenario=scenario,
+            server=server,
+            app=app,
+            rounds=len(results),
+            throughput=round(statistics.median(r.throughput for r in results), 1),
+            throughput_min=min(r.throughput for r in results),
+            throughput_max=max(r.throughput for r in results),
+            p50_ms=_median(r.p50_ms for r in results),
+            p99_ms=_median(r.p99_ms for r in results),
+            errors=sum(r.errors for r in results),
+            client_cpu=_median(r.client_cpu for r in results),
+        )
+        for (scenario, server, app), results in groups.items()
+    ]
+
+
+def paired_ratio(
+    measurements: list[Measurement],
+    *,
+    scenario: str,
+    label: str,
+    numerator: tuple[str, str],
+    denominator: tuple[str, str],
+    target: float | None = None,
+) -> Ratio | None:
+    """The ratio of two (server, app) targets of a scenario; None if either did not run."""
+    by_round: dict[int, dict[tuple[str, str], float]] = defaultdict(dict)
+    for m in measurements:
+        if m.scenario == scenario:
+            by_round[m.round][m.server, m.app] = m.result.throughput
+    per_round = [
+        round(side[numerator] / side[denominator], 3)
+        for _, side in sorted(by_round.items())
+        if numerator in side and side.get(denominator)
+    ]
+    if not per_round:
+        return None
+    return Ratio(
+        scenario=scenario,
+        label=label,
+        numerator="/".join(numerator),
+        denominator="/".join(denominator),
+        ratio=_median(per_round),
+        per_round=per_round,
+        target=target,
+    )
+
+
+def render_table(summaries: list[Summary], ratios: list[Ratio]) -> str:
+    header = (
+        f"{'scenario':<10}{'server':<10}{'app':<10}{'req/s':>10}{'min-max':>13}{'p50 ms':>9}{'p99 ms':>9}"
+    )
+    header += f"{'errors':>8}{'client cpu':>12}"
+    lines = [header, "-" * len(header)]
+    for s in summaries:
+        spread = f"{s.throughput_min:.0f}-{s.throughput_max:.0f}"
+        lines.append(
+            f"{s.scenario:<10}{s.server:<10}{s.app:<10}{s.throughput:>10.0f}{spread:>13}"
+            f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.errors:>8}{s.client_cpu:>12.2f}"
+        )
+    lines.append("")
+    for r in ratios:
+        verdict = "" if r.met is None else f"  (target ≥ {r.target}: {'met' if r.met else 'NOT MET'})"
+        rounds = ", ".join(f"{value:.2f}" for value in r.per_round)
+        lines.append(f"{r.scenario:<10}{r.label:<28}{r.ratio:>6.2f}  per round [{rounds}]{verdict}")
+    return "\n".join(lines)
