@@ -8,7 +8,6 @@ import hmac
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -24,6 +23,7 @@ log = logging.getLogger(__name__)
 
 REVOKED_CHANNEL = "patron:keys:revoked"
 EXCLUDE_FROM_AUTH = "exclude_from_auth"
+SCOPES = "scopes"
 
 AnyConnection = ASGIConnection[Any, Any, Any, Any]
 
@@ -85,8 +85,20 @@ def bearer_token(connection: AnyConnection) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def requires(*scopes: Scope) -> dict[str, frozenset[Scope]]:
+    """Route `opt` letting through keys of the given scopes only: `@get(..., opt=requires(Scope.app))`.
+
+    `authenticate` checks it, rather than a guard of its own: Litestar copies the route handler for
+    every guard on every request, which cost as much as the rest of the auth together.
+    """
+    return {SCOPES: frozenset(scopes)}
+
+
+# Guards are coroutines even when they do no I/O: Litestar runs a plain-function guard in a worker
+# thread, a thread hop on every request.
 async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> None:
-    """Router-wide guard: resolves the bearer API key into `request.auth`, or answers 401.
+    """Router-wide guard: resolves the bearer API key into `request.auth` (or answers 401), then
+    checks the key's scope against the route's `requires(...)` (or answers 403).
 
     A guard rather than a middleware so that its 401 goes through the route's error handling and
     middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
@@ -96,28 +108,14 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
     token = bearer_token(connection)
     if token is None:
         raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-    principal = await connection.app.state.patron.keys.resolve(token)
+    principal: Principal | None = await connection.app.state.patron.keys.resolve(token)
     if principal is None:
         raise NotAuthorizedException("the API key is unknown, expired or revoked")
     connection.scope["auth"] = principal
-
-
-# Guards are coroutines even when they do no I/O: Litestar runs a plain function guard in a worker
-# thread, a thread hop on every request.
-Guard = Callable[[AnyConnection, BaseRouteHandler], Awaitable[None]]
-
-
-def requires(*scopes: Scope) -> Guard:
-    """A guard letting through keys of the given scopes only."""
-    allowed = frozenset(scopes)
-    names = ", ".join(sorted(scope.value for scope in allowed))
-
-    async def guard(connection: AnyConnection, _: BaseRouteHandler) -> None:
-        principal: Principal = connection.auth
-        if principal.scope not in allowed:
-            raise PermissionDeniedException(f"this route needs a key of scope {names}")
-
-    return guard
+    allowed: frozenset[Scope] | None = handler.opt.get(SCOPES)
+    if allowed is not None and principal.scope not in allowed:
+        names = ", ".join(sorted(scope.value for scope in allowed))
+        raise PermissionDeniedException(f"this route needs a key of scope {names}")
 
 
 async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None:
