@@ -45,6 +45,8 @@ from tests.bench.servers import (
 )
 
 ADMIN_TOKEN = "bench-" + secrets.token_hex(8)
+# Above this 1-minute load average something else is using the cores the benchmark needs.
+BUSY_LOAD = 1.0
 PACKAGES = ("litestar", "msgspec", "granian", "uvicorn", "uvloop", "httptools", "redis", "asyncpg")
 
 
@@ -153,6 +155,7 @@ def _environment() -> dict[str, object]:
         "postgres": "configured" if "PATRON_BENCH_DATABASE_URL" in os.environ else "embedded",
         "redis": "configured" if "PATRON_BENCH_REDIS_URL" in os.environ else "embedded",
         "client_loop": "asyncio",
+        "load_average": os.getloadavg(),
     }
 
 
@@ -230,6 +233,9 @@ def _ratios(
 async def bench(args: argparse.Namespace) -> int:
     scenarios = [SCENARIOS[name] for name in args.scenarios]
     started = datetime.now(UTC)
+    load_before = os.getloadavg()[0]
+    if load_before > BUSY_LOAD:
+        print(f"warning: load average {load_before:.1f} before the start: other work will skew the figures")
     with tempfile.TemporaryDirectory(prefix="patron-bench-") as work:
         work_dir = Path(work)
         async with backing_servers(work_dir) as urls, contextlib.AsyncExitStack() as stack:
@@ -256,7 +262,7 @@ async def bench(args: argparse.Namespace) -> int:
                 flush=True,
             )
             measurements = await _measure(scenarios, running, context, args)
-            environment = _environment()
+            environment = _environment() | {"load_average_before": load_before}
     summaries = report.summarize(measurements)
     ratios = _ratios(scenarios, args.servers, measurements)
     print()
