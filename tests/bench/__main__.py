@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import os
 import platform
@@ -40,6 +41,7 @@ from tests.bench.servers import (
     ROOT,
     SERVERS,
     RunningServer,
+    process_tree_cpu,
     running_server,
     server_env,
 )
@@ -180,23 +182,32 @@ async def _measure(
     for round_number in range(args.rounds):
         for scenario, server, app, requests in targets if round_number % 2 == 0 else reversed(targets):
             target = running[server, app]
-            result = await run_load(
-                target.host,
-                target.port,
-                requests,
-                connections=args.connections,
-                duration=args.duration,
-                warmup=args.warmup,
+            load = functools.partial(
+                run_load, target.host, target.port, requests, connections=args.connections
             )
+            if args.warmup:
+                await load(duration=args.warmup)
+            cpu_before = process_tree_cpu(target.pid)
+            result = await load(duration=args.duration)
+            cpu_after = process_tree_cpu(target.pid)
+            server_cpu_us = None
+            if cpu_before is not None and cpu_after is not None and result.requests:
+                server_cpu_us = round((cpu_after - cpu_before) / result.requests * 1e6, 1)
             print(
                 f"  round {round_number + 1}/{args.rounds}  {scenario.name:<8}{server:<9}{app:<9}"
                 f"{result.throughput:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms"
+                f"  server {server_cpu_us or 0:5.0f} us/req"
                 + (f"  {result.errors} ERRORS {result.statuses}" if result.errors else ""),
                 flush=True,
             )
             measurements.append(
                 report.Measurement(
-                    scenario=scenario.name, server=server, app=app, round=round_number, result=result
+                    scenario=scenario.name,
+                    server=server,
+                    app=app,
+                    round=round_number,
+                    result=result,
+                    server_cpu_us=server_cpu_us,
                 )
             )
     return measurements

@@ -19,6 +19,8 @@ class Measurement(msgspec.Struct, kw_only=True):
     app: str
     round: int
     result: LoadResult
+    server_cpu_us: float | None = None
+    """CPU the server's processes used per measured request, in microseconds (Linux only)."""
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -35,6 +37,7 @@ class Summary(msgspec.Struct, kw_only=True):
     p99_ms: float
     errors: int
     client_cpu: float
+    server_cpu_us: float | None
 
 
 class Ratio(msgspec.Struct, kw_only=True):
@@ -62,25 +65,30 @@ def _median(values: Iterable[float]) -> float:
 
 
 def summarize(measurements: list[Measurement]) -> list[Summary]:
-    groups: dict[tuple[str, str, str], list[LoadResult]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[Measurement]] = defaultdict(list)
     for m in measurements:
-        groups[m.scenario, m.server, m.app].append(m.result)
-    return [
-        Summary(
-            scenario=scenario,
-            server=server,
-            app=app,
-            rounds=len(results),
-            throughput=round(statistics.median(r.throughput for r in results), 1),
-            throughput_min=min(r.throughput for r in results),
-            throughput_max=max(r.throughput for r in results),
-            p50_ms=_median(r.p50_ms for r in results),
-            p99_ms=_median(r.p99_ms for r in results),
-            errors=sum(r.errors for r in results),
-            client_cpu=_median(r.client_cpu for r in results),
+        groups[m.scenario, m.server, m.app].append(m)
+    summaries = []
+    for (scenario, server, app), runs in groups.items():
+        results = [m.result for m in runs]
+        server_cpu = [m.server_cpu_us for m in runs if m.server_cpu_us is not None]
+        summaries.append(
+            Summary(
+                scenario=scenario,
+                server=server,
+                app=app,
+                rounds=len(runs),
+                throughput=round(statistics.median(r.throughput for r in results), 1),
+                throughput_min=min(r.throughput for r in results),
+                throughput_max=max(r.throughput for r in results),
+                p50_ms=_median(r.p50_ms for r in results),
+                p99_ms=_median(r.p99_ms for r in results),
+                errors=sum(r.errors for r in results),
+                client_cpu=_median(r.client_cpu for r in results),
+                server_cpu_us=_median(server_cpu) if server_cpu else None,
+            )
         )
-        for (scenario, server, app), results in groups.items()
-    ]
+    return summaries
 
 
 def paired_ratio(
@@ -119,13 +127,14 @@ def render_table(summaries: list[Summary], ratios: list[Ratio]) -> str:
     header = (
         f"{'scenario':<10}{'server':<10}{'app':<10}{'req/s':>10}{'min-max':>13}{'p50 ms':>9}{'p99 ms':>9}"
     )
-    header += f"{'errors':>8}{'client cpu':>12}"
+    header += f"{'errors':>8}{'client cpu':>12}{'server us/req':>15}"
     lines = [header, "-" * len(header)]
     for s in summaries:
         spread = f"{s.throughput_min:.0f}-{s.throughput_max:.0f}"
         lines.append(
             f"{s.scenario:<10}{s.server:<10}{s.app:<10}{s.throughput:>10.0f}{spread:>13}"
             f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.errors:>8}{s.client_cpu:>12.2f}"
+            + (f"{s.server_cpu_us:>15.0f}" if s.server_cpu_us is not None else f"{'-':>15}")
         )
     lines.append("")
     for r in ratios:
