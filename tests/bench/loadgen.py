@@ -34,6 +34,15 @@ class ResponseError(Exception):
     """The server sent something this client does not frame (no length, chunked, oversized head)."""
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_response(buffer: bytes | bytearray) -> tuple[int, int] | None:
     """Frame one HTTP/1.1 response at the start of `buffer`: `(status, bytes it spans)`, or None if partial.
 
@@ -212,15 +221,6 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _percentile(ordered: Sequence[int], fraction: float) -> float:
