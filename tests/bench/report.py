@@ -124,21 +124,23 @@ def paired_ratio(
 
 
 def render_table(summaries: list[Summary], ratios: list[Ratio]) -> str:
-    header = (
-        f"{'scenario':<10}{'server':<10}{'app':<10}{'req/s':>10}{'min-max':>13}{'p50 ms':>9}{'p99 ms':>9}"
-    )
-    header += f"{'errors':>8}{'client cpu':>12}{'server us/req':>15}"
+    scenario_width = max([len("scenario"), *(len(s.scenario) for s in summaries)]) + 2
+    server_width = max([len("server"), *(len(s.server) for s in summaries)]) + 2
+    header = f"{'scenario':<{scenario_width}}{'server':<{server_width}}{'app':<10}{'req/s':>8}{'min-max':>13}"
+    header += f"{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'client cpu':>12}{'server us/req':>15}"
     lines = [header, "-" * len(header)]
     for s in summaries:
         spread = f"{s.throughput_min:.0f}-{s.throughput_max:.0f}"
+        server_cpu = "-" if s.server_cpu_us is None else f"{s.server_cpu_us:.0f}"
         lines.append(
-            f"{s.scenario:<10}{s.server:<10}{s.app:<10}{s.throughput:>10.0f}{spread:>13}"
-            f"{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.errors:>8}{s.client_cpu:>12.2f}"
-            + (f"{s.server_cpu_us:>15.0f}" if s.server_cpu_us is not None else f"{'-':>15}")
+            f"{s.scenario:<{scenario_width}}{s.server:<{server_width}}{s.app:<10}{s.throughput:>8.0f}"
+            f"{spread:>13}{s.p50_ms:>9.2f}{s.p99_ms:>9.2f}{s.errors:>8}{s.client_cpu:>12.2f}{server_cpu:>15}"
         )
     lines.append("")
+    label_width = max([0, *(len(r.label) for r in ratios)]) + 2
     for r in ratios:
-        verdict = "" if r.met is None else f"  (target ≥ {r.target}: {'met' if r.met else 'NOT MET'})"
+        verdict = "" if r.met is None else f"  (target >= {r.target}: {'met' if r.met else 'NOT MET'})"
         rounds = ", ".join(f"{value:.2f}" for value in r.per_round)
-        lines.append(f"{r.scenario:<10}{r.label:<28}{r.ratio:>6.2f}  per round [{rounds}]{verdict}")
+        lines.append(f"{r.scenario:<{scenario_width}}{r.label:<{label_width}}{r.ratio:>6.2f}")
+        lines[-1] += f"  per round [{rounds}]{verdict}"
     return "\n".join(lines)
