@@ -268,7 +268,7 @@ async def bench(args: argparse.Namespace) -> int:
                 if scenario.prepare is not None:
                     await scenario.prepare(context)
             print(
-                f"measuring {len(scenarios)} scenario(s) x {len(running)} targets x {args.rounds} rounds, "
+                f"measuring {len(scenarios)} scenario(s) x {len(running)} servers x {args.rounds} rounds, "
                 f"{args.connections} connections, {args.warmup:g}+{args.duration:g} s each",
                 flush=True,
             )
