@@ -25,6 +25,12 @@ log = logging.getLogger(__name__)
 
 REVOKED_CHANNEL = "patron:keys:revoked"
 EXCLUDE_FROM_AUTH = "exclude_from_auth"
+SCOPES = "scopes"
+OWN_MEMBER = "own_member"
+"""Route `opt` flag for routes under `/v1/members/{cid}`: a member token acts for its own member only."""
+APP_NEEDS_MEMBER_TOKEN = "app_needs_member_token"  # noqa: S105 - an opt key, not a secret
+"""Route `opt` flag for writes an app may make only as a member: an app API key may read members,
+but acting for one (spending their points) takes that member's token."""
 
 AnyConnection = ASGIConnection[Any, Any, Any, Any]
 
@@ -106,8 +112,20 @@ def bearer_token(connection: AnyConnection) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def requires(*scopes: Scope) -> dict[str, frozenset[Scope]]:
+    """Route `opt` letting through keys of the given scopes only: `@get(..., opt=requires(Scope.app))`.
+
+    `authenticate` checks it, rather than a guard of its own: Litestar copies the route handler for
+    every guard on every request, which cost as much as the rest of the auth together.
+    """
+    return {SCOPES: frozenset(scopes)}
+
+
+# Guards are coroutines even when they do no I/O: Litestar runs a plain-function guard in a worker
+# thread, a thread hop on every request.
 async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> None:
-    """Router-wide guard: resolves the bearer API key or member token into `request.auth`, or 401.
+    """Router-wide guard: resolves the bearer API key or member token into `request.auth` (or answers
+    401), then checks its scope against the route's `requires(...)` (or answers 403).
 
     A guard rather than a middleware so that its 401 goes through the route's error handling and
     middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
@@ -127,33 +145,19 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
     if principal is None:
         raise NotAuthorizedException("the API key is unknown, expired or revoked")
     connection.scope["auth"] = principal
+    _authorize(principal, connection, handler.opt)
 
 
-class ScopeGuard:
-    """A guard letting through keys of the given scopes only; made by `requires`.
-
-    A class so that the architecture test can find it on every route. Async, because Litestar
-    runs a sync guard in a worker thread: a thread hop per request for a set lookup.
-    """
-
-    __slots__ = ("_names", "scopes")
-
-    def __init__(self, scopes: frozenset[Scope]) -> None:
-        self.scopes = scopes
-        self._names = ", ".join(sorted(scope.value for scope in scopes))
-
-    async def __call__(self, connection: AnyConnection, _: BaseRouteHandler) -> None:
-        principal: Principal = connection.auth
-        if principal.scope not in self.scopes:
-            raise PermissionDeniedException(f"this route needs a key of scope {self._names}")
-
-    def __repr__(self) -> str:
-        return f"requires({self._names})"
-
-
-def requires(*scopes: Scope) -> ScopeGuard:
-    """A guard letting through keys of the given scopes only."""
-    return ScopeGuard(frozenset(scopes))
+def _authorize(principal: Principal, connection: AnyConnection, opt: dict[str, Any]) -> None:
+    """Every rule a route declares in its `opt`, checked in one place (one guard per request)."""
+    allowed: frozenset[Scope] | None = opt.get(SCOPES)
+    if allowed is not None and principal.scope not in allowed:
+        names = ", ".join(sorted(scope.value for scope in allowed))
+        raise PermissionDeniedException(f"this route needs a key of scope {names}")
+    if opt.get(OWN_MEMBER):
+        member_access(principal, connection.path_params["cid"])
+    if opt.get(APP_NEEDS_MEMBER_TOKEN) and principal.scope == Scope.app and principal.customer_id is None:
+        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
 
 
 def member_access(principal: Principal, customer_id: str) -> None:
@@ -164,22 +168,6 @@ def member_access(principal: Principal, customer_id: str) -> None:
     """
     if principal.customer_id is not None and principal.customer_id != customer_id:
         raise NotFound(f"no member {customer_id}")
-
-
-async def own_member(connection: AnyConnection, _: BaseRouteHandler) -> None:
-    """Guard for routes under `/v1/members/{cid}`: `member_access` on the path's member.
-
-    Async although it does no I/O: Litestar runs a sync guard in a worker thread.
-    """
-    member_access(connection.auth, connection.path_params["cid"])
-
-
-async def app_needs_member_token(connection: AnyConnection, _: BaseRouteHandler) -> None:
-    """Guard for writes an app may make only as a member: an app API key (no member) may read
-    members, but acting for one (spending their points) takes that member's token."""
-    principal: Principal = connection.auth
-    if principal.scope == Scope.app and principal.customer_id is None:
-        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
 
 
 async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from litestar import Router
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusController
 
 from plugin.api import admin, health, hooks, me, members, platforms, program, webhooks
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
@@ -16,6 +16,7 @@ from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
 from plugin.lifespan import lifespan
 from plugin.logs import RequestIdMiddleware
+from plugin.metrics import MetricsMiddleware
 from plugin.settings import Settings, load_settings
 
 ROUTE_HANDLERS = [
@@ -58,7 +59,6 @@ class PatronPlugin(InitPlugin):
         self.config = config or PatronConfig()
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        metrics = PrometheusConfig(app_name="patron", prefix="patron", group_path=True)
         handlers: list[object] = list(ROUTE_HANDLERS)
         if self.config.metrics:
             handlers.append(_MetricsController)
@@ -68,7 +68,7 @@ class PatronPlugin(InitPlugin):
             dependencies=DEPENDENCIES,
             exception_handlers=EXCEPTION_HANDLERS,
             guards=[authenticate],
-            middleware=[RequestIdMiddleware, metrics.middleware],
+            middleware=[RequestIdMiddleware, MetricsMiddleware],
         )
         app_config.route_handlers.append(router)
         app_config.lifespan.append(lifespan(self.config.settings))

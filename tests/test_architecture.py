@@ -18,7 +18,7 @@ from litestar.routes import HTTPRoute
 from litestar.utils.predicates import is_async_callable
 
 from plugin import PatronConfig, PatronPlugin
-from plugin.auth import EXCLUDE_FROM_AUTH, ScopeGuard, authenticate
+from plugin.auth import EXCLUDE_FROM_AUTH, SCOPES, authenticate
 from plugin.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,8 +139,7 @@ def test_every_patron_route_requires_a_scope_or_says_why_not() -> None:
     unguarded = [
         route_name(path, handler)
         for path, handler in routes
-        if not handler.opt.get(EXCLUDE_FROM_AUTH)
-        and not any(isinstance(guard, ScopeGuard) for guard in guards_of(handler))
+        if not handler.opt.get(EXCLUDE_FROM_AUTH) and not handler.opt.get(SCOPES)
     ]
     assert unguarded == []
 

@@ -30,7 +30,7 @@ from loyalty.members import LedgerPage, MemberView
 from loyalty.redemptions import RedemptionCreate, RedemptionCreated
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
-from plugin.auth import app_needs_member_token, own_member, requires
+from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
 IdempotencyKey = Annotated[
@@ -59,13 +59,13 @@ def _replayed(replayed: bool) -> dict[str, str]:
 
 class MembersController(Controller):
     path = "/v1/members/{cid:str}"
-    guards = [own_member]  # noqa: RUF012
+    opt = {OWN_MEMBER: True}  # noqa: RUF012
     tags = ["members"]  # noqa: RUF012
 
     @post(
         "/tokens",
         status_code=HTTP_201_CREATED,
-        guards=[requires(Scope.storefront, Scope.channel)],
+        opt=requires(Scope.storefront, Scope.channel),
         summary="Issue a member token",
     )
     async def create_token(
@@ -88,7 +88,7 @@ class MembersController(Controller):
 
     @get(
         "/",
-        guards=[requires(Scope.channel, Scope.app, Scope.marketer)],
+        opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="The member view",
         responses={
             HTTP_304_NOT_MODIFIED: ResponseSpec(
@@ -120,7 +120,7 @@ class MembersController(Controller):
 
     @get(
         "/ledger",
-        guards=[requires(Scope.channel, Scope.app, Scope.marketer)],
+        opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="The member's points ledger",
     )
     async def get_ledger(
@@ -139,7 +139,7 @@ class MembersController(Controller):
     @post(
         "/redemptions",
         status_code=HTTP_201_CREATED,
-        guards=[requires(Scope.channel, Scope.app, Scope.marketer), app_needs_member_token],
+        opt=requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True},
         summary="Redeem points for a reward",
     )
     async def redeem(
@@ -171,7 +171,7 @@ class MembersController(Controller):
     @post(
         "/adjustments",
         status_code=HTTP_201_CREATED,
-        guards=[requires(Scope.marketer)],
+        opt=requires(Scope.marketer),
         summary="Adjust a member's points",
     )
     async def adjust(

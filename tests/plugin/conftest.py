@@ -23,7 +23,7 @@ Client = AsyncTestClient[Litestar]
 MARKETERS_ONLY = "/test/marketers-only"
 
 
-@get(MARKETERS_ONLY, guards=[requires(Scope.marketer)], summary="Test probe")
+@get(MARKETERS_ONLY, opt=requires(Scope.marketer), summary="Test probe")
 async def marketers_only(request: Request[Any, Any, Any]) -> Principal:
     """A route only marketer keys may call."""
     principal: Principal = request.auth
