@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
-from litestar import Litestar, Response, get
+from litestar import Litestar, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
 from redis.asyncio import Redis
@@ -40,6 +41,25 @@ async def redis_get(state: State) -> Response[bytes]:
     return Response(value or b"null", media_type=MediaType.JSON)
 
 
+_CREATE_INBOX = """
+CREATE TABLE IF NOT EXISTS bench_inbox (event_id text PRIMARY KEY, body jsonb NOT NULL,
+                                        received_at timestamptz NOT NULL DEFAULT now())
+"""
+
+
+@post("/insert", status_code=200)
+async def insert(request: Request[Any, Any, Any], state: State) -> dict[str, str]:
+    """One INSERT in a transaction: the least a webhook receiver that keeps what it gets does."""
+    body = await request.body()
+    async with state.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO bench_inbox (event_id, body) VALUES ($1, $2::jsonb) ON CONFLICT DO NOTHING",
+            request.headers.get("webhook-id", ""),
+            body.decode(),
+        )
+    return {"status": "applied"}
+
+
 def create_app() -> Litestar:
     database_url = os.environ["PATRON_DATABASE_URL"]
     redis_url = os.environ["PATRON_REDIS_URL"]
@@ -49,10 +69,12 @@ def create_app() -> Litestar:
         # The same pool size as Patron's default, so database-bound scenarios compare like with like.
         app.state.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=10)
         app.state.redis = Redis.from_url(redis_url)
+        async with app.state.pool.acquire() as conn:
+            await conn.execute(_CREATE_INBOX)
         try:
             yield
         finally:
             await app.state.redis.aclose()
             await app.state.pool.close()
 
-    return Litestar(route_handlers=[health, redis_get], lifespan=[connections])
+    return Litestar(route_handlers=[health, redis_get, insert], lifespan=[connections])

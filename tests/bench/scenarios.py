@@ -9,11 +9,15 @@ an entry in SCENARIOS.
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 from redis.asyncio import Redis
 
+from hooks.signing import sign
 from loyalty.stores import Scope, StoreCreated
 from tests.bench import baseline_app
 from tests.bench.loadgen import build_request, fetch
@@ -82,4 +86,78 @@ ME = Scenario(
     target=0.8,
 )
 
-SCENARIOS = {scenario.name: scenario for scenario in [ME]}
+# --- order_paid: signed webhook ingestion against one INSERT in a transaction --------------------------
+
+ORDERS_PER_RUN_SET = 60_000
+"""Distinct signed deliveries built per app: enough that no run replays one (a duplicate is cheaper)."""
+CUSTOMERS = 5_000
+# Signatures hold for 5 minutes either way: stamping every delivery 4 minutes ahead keeps the whole
+# set valid for about 9 minutes after it is built, longer than a default `make bench` run.
+STAMP_AHEAD_SECONDS = 240
+
+
+def _order_bodies(count: int) -> list[tuple[str, bytes]]:
+    bodies = []
+    for n in range(count):
+        order = {
+            "order_id": f"bench-{n}-{secrets.token_hex(4)}",
+            "customer": {"customer_id": f"c{n % CUSTOMERS}", "email": f"c{n % CUSTOMERS}@example.com"},
+            "currency": "EUR",
+            "subtotal": 4599,
+            "total": 5499,
+            "placed_at": "2026-11-20T10:00:00Z",
+            "lines": [
+                {"line_id": "1", "product_id": "p1", "category": "coffee", "quantity": 2, "unit_price": 1500},
+                {"line_id": "2", "product_id": "p2", "category": "tea", "quantity": 1, "unit_price": 1599},
+            ],
+        }
+        bodies.append(
+            (f"evt_{n}_{secrets.token_hex(4)}", msgspec.json.encode({"type": "order.paid", "data": order}))
+        )
+    return bodies
+
+
+def _signed_orders(context: BenchContext) -> list[bytes]:
+    stamp = int(time.time()) + STAMP_AHEAD_SECONDS
+    path = f"/v1/hooks/standard/{context.store.store_id}"
+    secret = context.store.webhook_secret
+    return [
+        build_request(
+            "POST",
+            path,
+            host=HOST_HEADER,
+            headers={
+                "Content-Type": "application/json",
+                "webhook-id": event_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(secret, msg_id=event_id, timestamp=stamp, body=body),
+            },
+            body=body,
+        )
+        for event_id, body in _order_bodies(ORDERS_PER_RUN_SET)
+    ]
+
+
+def _bare_inserts(context: BenchContext) -> list[bytes]:
+    return [
+        build_request(
+            "POST",
+            "/insert",
+            host=HOST_HEADER,
+            headers={"Content-Type": "application/json", "webhook-id": event_id},
+            body=body,
+        )
+        for event_id, body in _order_bodies(ORDERS_PER_RUN_SET)
+    ]
+
+
+ORDER_PAID = Scenario(
+    name="order_paid",
+    description="a signed order.paid through POST /v1/hooks/standard (verify, inbox, member, order, "
+    "lines, ledger, lot, tier pass, outbox) vs a bare route doing one INSERT in a transaction",
+    patron=_signed_orders,
+    baseline=_bare_inserts,
+    target=0.5,
+)
+
+SCENARIOS = {scenario.name: scenario for scenario in [ME, ORDER_PAID]}
