@@ -117,7 +117,8 @@ _envelope = msgspec.json.Decoder(Envelope)
 _decoders = {name: msgspec.json.Decoder(kind) for name, kind in EVENT_TYPES.items()}
 
 
-def _validate(event: Any) -> None:
+def validate(event: Any) -> None:
+    """Rules across fields that types alone cannot say; raises InvalidInput naming the field."""
     if isinstance(event, OrderPaid):
         if event.placed_at.tzinfo is None:
             raise InvalidInput("placed_at needs a time zone offset", field="data.placed_at")
@@ -146,5 +147,5 @@ def decode_envelope(body: bytes) -> tuple[str, Event]:
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).partition(" - at `$")
         raise InvalidInput(message, field="data" + path.rstrip("`")) from None
-    _validate(event)
+    validate(event)
     return envelope.type, event
