@@ -5,20 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from loyalty import stores
+from loyalty import backfill, stores
+from loyalty.backfill import BadLine, Summary
+from loyalty.repository import stores as stores_repo
 from loyalty.stores import StoreCreate
-from plugin import database, embedded
+from plugin import database, demo, embedded
 from plugin.lifespan import make_worker, open_runtime
 from plugin.logs import configure_logging
 from plugin.migrations import migrate
+from plugin.progress import ProgressBar
 from plugin.runtime import Runtime
 from plugin.settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
@@ -128,6 +133,83 @@ def store_create(settings: Settings, args: argparse.Namespace) -> int:
     return _with_runtime(settings, body)
 
 
+@contextlib.contextmanager
+def _open_lines(path: Path) -> Iterator[tuple[Iterator[bytes], Callable[[], int]]]:
+    """The file's lines (gzip or plain, by its first bytes) and a function telling how far in it is."""
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if compressed:
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield iter(unzipped), raw.tell
+        else:
+            yield iter(raw), raw.tell
+
+
+def _print_summary(summary: Summary) -> None:
+    rows = [
+        ("customers", f"{summary.customers:,} ({summary.members_created:,} new members)"),
+        ("products", f"{summary.products:,}"),
+        ("orders", f"{summary.orders:,} ({summary.orders_known:,} already known)"),
+        ("order lines", f"{summary.order_lines:,}"),
+        ("refunds", f"{summary.refunds:,}"),
+        ("cancellations", f"{summary.cancellations:,}"),
+        ("parked", f"{summary.parked:,} (their orders are not known yet)"),
+        ("seconds", f"{summary.seconds:.1f}"),
+    ]
+    print("\n".join(f"{name:<15}{value}" for name, value in rows))
+
+
+def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"patron backfill: no file {path}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+
+    async def body(runtime: Runtime) -> int:
+        async with runtime.pool.acquire() as conn:
+            store = await stores_repo.get_store(conn, store_id=args.store)
+            if store is None:
+                print(f"patron backfill: no store {args.store}", file=sys.stderr)
+                return 2
+            with _open_lines(path) as (lines, position):
+                bar = ProgressBar("backfill", total=size, position=position)
+                try:
+                    async with conn.transaction():
+                        summary = await backfill.load(
+                            conn,
+                            store=store,
+                            lines=lines,
+                            now=runtime.clock(),
+                            award=args.award_points,
+                            progress=bar,
+                        )
+                except BadLine as exc:
+                    print(f"\npatron backfill: {path}: {exc.detail}; nothing was written", file=sys.stderr)
+                    return 1
+                finally:
+                    bar.close()
+        _print_summary(summary)
+        return 0
+
+    return _with_runtime(settings, body)
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(runtime: Runtime) -> int:
+        bar = ProgressBar("demo")
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                made = await demo.create_demo(conn, now=runtime.clock(), members=args.members, progress=bar)
+        finally:
+            bar.close()
+        print(demo.render(made, base_url=f"http://{settings.host}:{settings.port}"))
+        return 0
+
+    return _with_runtime(settings, body)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -165,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=store_create)
+
+    load = commands.add_parser(
+        "backfill", parents=[common], help="load history from canonical events as JSON lines"
+    )
+    load.add_argument("--store", required=True, help="store id")
+    load.add_argument("file", help="JSON lines, one {type, data} event each (gzip or plain)")
+    load.add_argument(
+        "--award-points",
+        action="store_true",
+        help="award the orders' points as the webhooks would (slower); otherwise none",
+    )
+    load.set_defaults(run=run_backfill)
+
+    show = commands.add_parser(
+        "demo", parents=[common], help="create a demo store from real purchase history"
+    )
+    show.add_argument("--members", type=int, help="only the first N of the extract's 400 customers")
+    show.set_defaults(run=run_demo)
     return parser
 
 
