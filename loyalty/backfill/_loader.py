@@ -218,8 +218,8 @@ class Loader:
         for line_no, event in events:
             self.applied += 1
             if self.applied in ANALYZE_AFTER:
-                # Fresh tables (a new install, the demo) have no statistics: the cached plan of the
-                # order_lines foreign-key check would scan all orders once per line as they grow.
+                # Fresh tables (a new install, the demo) have no statistics: cached plans (the
+                # order_lines foreign-key check, the catalogue lookup) would scan them as they grow.
                 await repo.analyze_orders(self.conn)
             if not isinstance(event, OrderPaid) and await self._parked_before(event):
                 self.summary.parked += 1

@@ -260,8 +260,9 @@ async def copy_lines(
 
 
 async def analyze_orders(conn: Connection) -> None:
-    """Refresh the planner's statistics of orders and their lines (and the plans cached on them)."""
-    await conn.execute("ANALYZE orders, order_lines")
+    """Refresh the planner's statistics of the tables the per-event path reads (and the plans
+    cached on them)."""
+    await conn.execute("ANALYZE members, products, orders, order_lines, point_lots")
 
 
 async def count_new_orders(conn: Connection, *, store_id: str) -> None:
