@@ -210,6 +210,13 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return _with_runtime(settings, body)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -263,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = commands.add_parser(
         "demo", parents=[common], help="create a demo store from real purchase history"
     )
-    show.add_argument("--members", type=int, help="only the first N of the extract's 400 customers")
+    show.add_argument("--members", type=_positive, help="only the first N of the extract's 400 customers")
     show.set_defaults(run=run_demo)
     return parser
 

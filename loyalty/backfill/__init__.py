@@ -11,10 +11,14 @@ Without `award` it is set-based. Lines are read in chunks of about 50,000 order 
 chunk's customer and product snapshots are staged (COPY into temporary tables) and upserted with
 one statement each, its new orders inserted with one statement, and their lines COPYed straight
 into `order_lines` — only lines of orders this transaction has just inserted, so they cannot
-conflict and the largest table needs no staging copy. A chunk is written while the next one is
-decoded. Refunds and cancellations are staged and applied at the end, once every order is in;
-those of orders that earned points by webhooks go through the per-event path. No ledger entries
-are written: orders are `awarded = false` with 0 points.
+conflict and the largest table needs no staging copy. Where the database role may set
+`session_replication_role` (a superuser, or PG 15+ `GRANT SET ON PARAMETER`) and nothing but that
+foreign key fires on `order_lines`, the COPY skips the per-line foreign-key check, which is
+redundant for rows whose orders this transaction has just inserted (more than half of the time
+otherwise). A chunk is written while the next one is decoded. Refunds and cancellations are
+staged and applied at the end, once every order is in; those of orders that earned points by
+webhooks go through the per-event path. No ledger entries are written: orders are
+`awarded = false` with 0 points.
 
 With `award`, customers and products still load set-based per chunk, but orders, refunds and
 cancellations go through the per-event path (loyalty/orders.py) one by one, in line order: points

@@ -139,7 +139,6 @@ class Loader:
             self.summary.orders_known += 1
         else:
             # The COPY records are built here, while the previous chunk is being written.
-            keys = (self.store_id, event.order_id)
             order = (
                 event.order_id,
                 c.customer_id,
@@ -149,7 +148,22 @@ class Loader:
                 event.placed_at,
             )
             member = (c.customer_id, c.email, c.first_name, c.last_name, c.birthday, c.marketing_consent)
-            records = [msgspec.structs.astuple(line) + keys for line in event.lines]
+            store_id, order_id = self.store_id, event.order_id
+            records = [
+                (
+                    ln.line_id,
+                    ln.product_id,
+                    ln.sku,
+                    ln.title,
+                    ln.category,
+                    ln.quantity,
+                    ln.unit_price,
+                    ln.discount,
+                    store_id,
+                    order_id,
+                )
+                for ln in event.lines
+            ]
             self.batch.orders[event.order_id] = (order, member, records)
 
     async def flush(self) -> None:

@@ -2,7 +2,7 @@
 
 The staging tables are temporary and dropped at commit, so the caller's transaction is required.
 Order lines skip staging: they are COPYed straight into `order_lines`, only for orders the same
-transaction has just inserted, so they cannot conflict (see loyalty/backfill.py).
+transaction has just inserted, so they cannot conflict (see loyalty/backfill/).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ LINE_COLUMNS = (
     "store_id",
     "order_id",
 )
-"""Column order of the line records given to `copy_lines`: OrderLine's fields, then the keys."""
+"""Column order of the line records given to `copy_lines`."""
 
 _STAGING = """
 DROP TABLE IF EXISTS bf_customers, bf_products, bf_orders, bf_new_orders, bf_refunds, bf_refund_lines,
