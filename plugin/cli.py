@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gzip
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,14 +17,17 @@ from typing import Any, Literal, cast
 import msgspec
 
 from hooks import reconcile
-from loyalty import programs, stores
+from loyalty import backfill, programs, stores
+from loyalty.backfill import BadLine, Summary
 from loyalty.errors import PatronError
 from loyalty.program import Program, decode, encode
+from loyalty.repository import stores as stores_repo
 from loyalty.stores import StoreCreate
-from plugin import database, embedded
+from plugin import database, demo, embedded
 from plugin.lifespan import make_worker, open_runtime
 from plugin.logs import configure_logging
 from plugin.migrations import migrate
+from plugin.progress import ProgressBar
 from plugin.runtime import Runtime
 from plugin.settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
@@ -240,6 +244,90 @@ def reconcile_woocommerce(settings: Settings, args: argparse.Namespace) -> int:
     return _with_runtime(settings, body)
 
 
+@contextlib.contextmanager
+def _open_lines(path: Path) -> Iterator[tuple[Iterator[bytes], Callable[[], int]]]:
+    """The file's lines (gzip or plain, by its first bytes) and a function telling how far in it is."""
+    with path.open("rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        if compressed:
+            with gzip.GzipFile(fileobj=raw) as unzipped:
+                yield iter(unzipped), raw.tell
+        else:
+            yield iter(raw), raw.tell
+
+
+def _print_summary(summary: Summary) -> None:
+    rows = [
+        ("customers", f"{summary.customers:,} ({summary.members_created:,} new members)"),
+        ("products", f"{summary.products:,}"),
+        ("orders", f"{summary.orders:,} ({summary.orders_known:,} already known)"),
+        ("order lines", f"{summary.order_lines:,}"),
+        ("refunds", f"{summary.refunds:,}"),
+        ("cancellations", f"{summary.cancellations:,}"),
+        ("parked", f"{summary.parked:,} (their orders are not known yet)"),
+        ("seconds", f"{summary.seconds:.1f}"),
+    ]
+    print("\n".join(f"{name:<15}{value}" for name, value in rows))
+
+
+def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"patron backfill: no file {path}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size
+
+    async def body(runtime: Runtime) -> int:
+        async with runtime.pool.acquire() as conn:
+            store = await stores_repo.get_store(conn, store_id=args.store)
+            if store is None:
+                print(f"patron backfill: no store {args.store}", file=sys.stderr)
+                return 2
+            with _open_lines(path) as (lines, position):
+                bar = ProgressBar("backfill", total=size, position=position)
+                try:
+                    async with conn.transaction():
+                        summary = await backfill.load(
+                            conn,
+                            store=store,
+                            lines=lines,
+                            now=runtime.clock(),
+                            award=args.award_points,
+                            progress=bar,
+                        )
+                except BadLine as exc:
+                    print(f"\npatron backfill: {path}: {exc.detail}; nothing was written", file=sys.stderr)
+                    return 1
+                finally:
+                    bar.close()
+        _print_summary(summary)
+        return 0
+
+    return _with_runtime(settings, body)
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(runtime: Runtime) -> int:
+        bar = ProgressBar("demo")
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                made = await demo.create_demo(conn, now=runtime.clock(), members=args.members, progress=bar)
+        finally:
+            bar.close()
+        print(demo.render(made, base_url=f"http://{settings.host}:{settings.port}"))
+        return 0
+
+    return _with_runtime(settings, body)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -307,6 +395,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     woo.add_argument("--per-page", type=int, default=100, help="orders per REST page (at most 100)")
     woo.set_defaults(run=reconcile_woocommerce)
+
+    load = commands.add_parser(
+        "backfill", parents=[common], help="load history from canonical events as JSON lines"
+    )
+    load.add_argument("--store", required=True, help="store id")
+    load.add_argument("file", help="JSON lines, one {type, data} event each (gzip or plain)")
+    load.add_argument(
+        "--award-points",
+        action="store_true",
+        help="award the orders' points as the webhooks would (slower); otherwise none",
+    )
+    load.set_defaults(run=run_backfill)
+
+    show = commands.add_parser(
+        "demo", parents=[common], help="create a demo store from real purchase history"
+    )
+    show.add_argument("--members", type=_positive, help="only the first N of the extract's 400 customers")
+    show.set_defaults(run=run_demo)
     return parser
 
 
