@@ -212,13 +212,16 @@ def _payload(case: Case) -> dict[str, object]:
 async def get_case(
     conn: Connection, *, store_id: str, case_id: str, customer_id: str | None, now: datetime
 ) -> Case:
-    """A case with its timeline. With `customer_id` (a member token), another member's case is unknown."""
+    """A case with its timeline. With `customer_id` (a member token), another member's case is
+    unknown and internal notes are left out."""
     row = await repo.get(conn, store_id=store_id, case_id=case_id)
     if row is None or (customer_id is not None and row.customer_id != customer_id):
         raise NotFound(f"no case {case_id}")
+    # A member sees what was said to them, not the agents' internal notes.
     events = [
         msgspec.convert(event, CaseEvent, from_attributes=True)
         for event in await repo.events(conn, store_id=store_id, case_id=case_id)
+        if customer_id is None or event.kind != "note"
     ]
     return as_case(row, now=now, events=events)
 
