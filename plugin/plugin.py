@@ -10,7 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from plugin.api import admin, cases, health, hooks, me, members, platforms, preferences, program
+from plugin.api import admin, cases, health, hooks, me, member_data, members, platforms, preferences, program
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
@@ -32,6 +32,7 @@ ROUTE_HANDLERS = [
     preferences.PreferencesController,
     cases.MemberCasesController,
     cases.CasesController,
+    member_data.MemberDataController,
 ]
 
 
