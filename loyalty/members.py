@@ -10,13 +10,18 @@ from typing import Any
 
 import msgspec
 
+from loyalty import cases, preferences
+from loyalty.cases import Case
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.events import Customer
+from loyalty.preferences import Preference
 from loyalty.program import Program
 from loyalty.repository import Connection
+from loyalty.repository import cases as cases_repo
 from loyalty.repository import ledger as ledger_repo
 from loyalty.repository import members as repo
 from loyalty.repository import orders as orders_repo
+from loyalty.repository import preferences as preferences_repo
 from loyalty.repository.members import MemberRow
 
 
@@ -113,17 +118,19 @@ class RecentOrder(msgspec.Struct, kw_only=True):
 class MemberView(msgspec.Struct, kw_only=True):
     """The one profile every channel sees.
 
-    `preferences`, `open_cases` and `suggestions` stay empty until preferences, service cases and
-    the care engine land; the fields are there so clients can be written against the shape now.
+    `open_cases` lists unresolved service cases with their promises, breached ones first.
+    `version` counts the changes to the member: it is the number the change feed
+    (`/changes`, `/events`) carries. `suggestions` stays empty until the care engine lands.
     """
 
     customer_id: str
+    version: int = 0
     email: str | None
     name: str | None
     tier: TierView
     points: PointsView
-    preferences: dict[str, Any] = msgspec.field(default_factory=dict)
-    open_cases: list[Any] = msgspec.field(default_factory=list)
+    preferences: dict[str, Preference] = msgspec.field(default_factory=dict)
+    open_cases: list[Case] = msgspec.field(default_factory=list)
     recent_orders: list[RecentOrder] = msgspec.field(default_factory=list)
     suggestions: list[Any] = msgspec.field(default_factory=list)
     updated_at: datetime
@@ -146,13 +153,54 @@ def _name(member: MemberRow) -> str | None:
     return " ".join(part for part in (member.first_name, member.last_name) if part) or None
 
 
+class Snapshot(msgspec.Struct, kw_only=True):
+    """A member's view as of one version of the member and of the program, and until when it holds."""
+
+    version: int
+    program_version: int
+    valid_until: datetime | None
+    """When the view changes by the clock alone (pending points, expiry windows, due promises)."""
+    view: MemberView
+
+
+async def snapshot(
+    conn: Connection, *, store_id: str, customer_id: str, program: Program, now: datetime
+) -> Snapshot:
+    """The view with the versions it reflects. Run it in one REPEATABLE READ transaction, so the
+    versions and every part of the view come from the same snapshot."""
+    versions = await repo.version(conn, store_id=store_id, customer_id=customer_id)
+    if versions is None:
+        raise NotFound(f"no member {customer_id}")
+    member_view = await view(conn, store_id=store_id, customer_id=customer_id, program=program, now=now)
+    until = await repo.valid_until(
+        conn,
+        store_id=store_id,
+        customer_id=customer_id,
+        now=now,
+        expiring_within=EXPIRING_WITHIN,
+        window_days=program.tiers.window_days,
+    )
+    return Snapshot(
+        version=versions.version,
+        program_version=versions.program_version,
+        valid_until=until,
+        view=member_view,
+    )
+
+
 async def view(
     conn: Connection, *, store_id: str, customer_id: str, program: Program, now: datetime
 ) -> MemberView:
-    """The member's profile, tier with progress, points and recent orders; NotFound if unknown."""
+    """The member's profile, tier with progress, points, preferences, open cases and recent orders;
+    NotFound if unknown."""
     member = await repo.find(conn, store_id=store_id, customer_id=customer_id)
     if member is None:
         raise NotFound(f"no member {customer_id}")
+    version = await repo.version(conn, store_id=store_id, customer_id=customer_id)
+    stored_preferences = await preferences_repo.get(conn, store_id=store_id, customer_id=customer_id)
+    open_cases = await cases_repo.for_member(
+        conn, store_id=store_id, customer_id=customer_id, statuses=cases.UNRESOLVED, limit=50
+    )
     level = program.level(member.tier_code)
     metric = await orders_repo.member_metric(
         conn,
@@ -167,8 +215,11 @@ async def view(
         conn, store_id=store_id, customer_id=customer_id, after=now, until=now + EXPIRING_WITHIN
     )
     orders = await orders_repo.recent(conn, store_id=store_id, customer_id=customer_id, limit=RECENT_ORDERS)
+    shown_cases = [cases.as_case(row, now=now) for row in open_cases]
+    shown_cases.sort(key=lambda case: (not case.breached, case.resolution_due))
     return MemberView(
         customer_id=member.customer_id,
+        version=0 if version is None else version.version,
         email=member.email,
         name=_name(member),
         tier=TierView(
@@ -183,6 +234,8 @@ async def view(
             pending=totals.pending,
             expiring=[ExpiringPoints(points=item.points, expires_at=item.expires_at) for item in expiring],
         ),
+        preferences=preferences.decode(stored_preferences or {}),
+        open_cases=shown_cases,
         recent_orders=[msgspec.convert(order, RecentOrder, from_attributes=True) for order in orders],
         updated_at=member.updated_at,
     )
@@ -250,3 +303,8 @@ async def ledger_page(
     entries = [msgspec.convert(row, LedgerEntry, from_attributes=True) for row in rows[:limit]]
     next_cursor = _encode_cursor(entries[-1].entry_id) if len(rows) > limit else None
     return LedgerPage(entries=entries, next_cursor=next_cursor)
+
+
+async def current_version(conn: Connection, *, store_id: str, customer_id: str) -> repo.VersionRow | None:
+    """The member's version and the live program version, or None for an unknown or erased member."""
+    return await repo.version(conn, store_id=store_id, customer_id=customer_id)

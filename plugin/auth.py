@@ -170,6 +170,14 @@ def member_access(principal: Principal, customer_id: str) -> None:
         raise NotFound(f"no member {customer_id}")
 
 
+def actor_of(principal: Principal) -> str:
+    """Who made a change, for provenance and timelines: the member themselves (a member token)
+    or the API key (`<scope>:<key id>`)."""
+    if principal.customer_id is not None:
+        return f"member:{principal.customer_id}"
+    return f"{principal.scope.value}:{principal.key_id}"
+
+
 async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None:
     """Lets through the operator token (`PATRON_ADMIN_TOKEN`); operator routes are off without one."""
     expected = connection.app.state.patron.settings.admin_token

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from plugin import ledger_jobs, outbound, tier_jobs
+from plugin import case_jobs, ledger_jobs, outbound, tier_jobs
 from plugin.worker import JobHandler, Pump, Schedule
 
 JOB_HANDLERS: dict[str, JobHandler] = {
     tier_jobs.KIND: tier_jobs.evaluate_tiers,
     ledger_jobs.EXPIRE: ledger_jobs.expire_points,
     ledger_jobs.PURGE_IDEMPOTENCY_KEYS: ledger_jobs.purge_idempotency_keys,
+    case_jobs.BREACHES: case_jobs.flag_breaches,
 }
-SCHEDULES: list[Schedule] = [tier_jobs.SCHEDULE, *ledger_jobs.SCHEDULES]
+SCHEDULES: list[Schedule] = [tier_jobs.SCHEDULE, *ledger_jobs.SCHEDULES, *case_jobs.SCHEDULES]
 PUMPS: list[Pump] = [outbound.deliver_outbox]

@@ -11,7 +11,7 @@ import anyio.to_thread
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from plugin import database, embedded
+from plugin import change_feed, database, embedded
 from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.migrations import migrate
@@ -72,6 +72,9 @@ def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]
             app.state.patron = runtime
             revocations = asyncio.create_task(runtime.keys.follow_revocations(runtime.redis))
             stack.callback(revocations.cancel)
+            # Every process offers to relay member changes to Redis; one (holding the lock) does.
+            changes = asyncio.create_task(change_feed.relay(runtime))
+            stack.callback(changes.cancel)
             if settings.worker:
                 await stack.enter_async_context(run_worker(runtime))
             yield

@@ -10,7 +10,19 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusController
 
-from plugin.api import admin, health, hooks, me, members, platforms, program, webhooks
+from plugin.api import (
+    admin,
+    cases,
+    health,
+    hooks,
+    me,
+    member_data,
+    members,
+    platforms,
+    preferences,
+    program,
+    webhooks,
+)
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
@@ -32,6 +44,10 @@ ROUTE_HANDLERS = [
     members.MembersController,
     webhooks.WebhookEndpointController,
     webhooks.DeliveryController,
+    preferences.PreferencesController,
+    cases.MemberCasesController,
+    cases.CasesController,
+    member_data.MemberDataController,
 ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import msgspec
 
@@ -131,3 +131,55 @@ async def add_balance(conn: Connection, *, store_id: str, customer_id: str, poin
 
 async def count_order(conn: Connection, *, store_id: str, customer_id: str, delta: int) -> None:
     await conn.execute(_COUNT_ORDER, store_id, customer_id, delta)
+
+
+class VersionRow(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    program_version: int
+
+
+# The profile cache's freshness check: one primary-key lookup (see plugin/profile_cache.py).
+_VERSION = """
+SELECT m.version, s.program_version FROM members m JOIN stores s ON s.store_id = m.store_id
+WHERE m.store_id = $1 AND m.customer_id = $2 AND m.erased_at IS NULL
+"""
+# When the view of a member changes by the clock alone, with no write: pending points become
+# available, a lot enters the expiring window or expires, an order or earning leaves the tier
+# window, an open case's promise falls due. least() skips the nulls.
+_VALID_UNTIL = """
+SELECT least(
+    (SELECT min(available_at) FROM point_lots
+     WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND available_at > $3),
+    (SELECT min(expires_at) FROM point_lots
+     WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND expires_at > $3),
+    (SELECT min(expires_at) - $4::interval FROM point_lots
+     WHERE store_id = $1 AND customer_id = $2 AND remaining > 0 AND expires_at > $3 + $4::interval),
+    (SELECT min(placed_at) FROM orders WHERE store_id = $1 AND customer_id = $2 AND placed_at > $3),
+    (SELECT min(placed_at) + make_interval(days => $5) FROM orders
+     WHERE store_id = $1 AND customer_id = $2 AND placed_at > $3 - make_interval(days => $5)),
+    (SELECT min(due) FROM cases, LATERAL (VALUES (first_response_due), (resolution_due)) AS d (due)
+     WHERE store_id = $1 AND customer_id = $2 AND status IN ('open', 'pending') AND due > $3)
+)
+"""
+
+
+async def version(conn: Connection, *, store_id: str, customer_id: str) -> VersionRow | None:
+    """The member's version and the store's live program version; None if unknown or erased."""
+    row = await conn.fetchrow(_VERSION, store_id, customer_id)
+    return None if row is None else VersionRow(version=row[0], program_version=row[1])
+
+
+async def valid_until(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    now: datetime,
+    expiring_within: timedelta,
+    window_days: int,
+) -> datetime | None:
+    """The first moment after `now` when the member's view changes without a write (None: never)."""
+    value: datetime | None = await conn.fetchval(
+        _VALID_UNTIL, store_id, customer_id, now, expiring_within, window_days
+    )
+    return value

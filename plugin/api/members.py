@@ -1,6 +1,6 @@
 """The member-facing API: member tokens, the member view, the ledger, redemptions and adjustments.
 
-Every route here is under `/v1/members/{cid}` and guarded by `own_member`: a member token acts for
+Every route here is under `/v1/members/{cid}` and marked `OWN_MEMBER`: a member token acts for
 its own member only (another member is a 404, as for an unknown one). API keys see every member
 of their store, by scope:
 
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_304_NOT_MODIFIED
 
 from loyalty import adjustments, member_tokens, members, programs, redemptions
 from loyalty.adjustments import AdjustmentCreate, AdjustmentCreated
@@ -30,6 +30,7 @@ from loyalty.members import LedgerPage, MemberView
 from loyalty.redemptions import RedemptionCreate, RedemptionCreated
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
+from plugin import profile_cache
 from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
@@ -53,7 +54,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in candidates or etag.removeprefix("W/") in candidates
 
 
-def _replayed(replayed: bool) -> dict[str, str]:
+def replayed_header(replayed: bool) -> dict[str, str]:
     return {REPLAYED_HEADER: "true"} if replayed else {}
 
 
@@ -90,33 +91,30 @@ class MembersController(Controller):
         "/",
         opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="The member view",
+        response_description="The member's profile (a `MemberView`)",
         responses={
+            HTTP_200_OK: ResponseSpec(MemberView, description="The member's profile"),
             HTTP_304_NOT_MODIFIED: ResponseSpec(
                 None, description="Not modified: the `If-None-Match` ETag is still current"
-            )
+            ),
         },
     )
     async def get_member(
         self,
-        conn: NamedDependency[Connection],
         runtime: NamedDependency[Runtime],
         principal: NamedDependency[Principal],
         cid: FromPath[str],
         if_none_match: Annotated[str | None, HeaderParameter(name="If-None-Match")] = None,
-    ) -> Response[MemberView]:
+    ) -> Response[Any]:
         """The one profile: tier and progress, points (balance, pending, expiring in 30 days),
-        recent orders. Carries an `ETag`; `If-None-Match` with it answers 304 while nothing changed."""
-        program = await programs.live_program(conn, store_id=principal.store_id)
-        view = await members.view(
-            conn, store_id=principal.store_id, customer_id=cid, program=program, now=runtime.clock()
-        )
-        tag = members.etag(view)
-        if etag_matches(if_none_match, tag):
-            not_modified: Response[Any] = Response(
-                content=None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": tag}
-            )
-            return not_modified
-        return Response(view, headers={"ETag": tag})
+        preferences with provenance, open service cases with their promises (breached first),
+        recent orders, and the member's `version`. Read-your-writes on every channel: once a write
+        returns, this shows it. Carries an `ETag`; `If-None-Match` with it answers 304 while
+        nothing changed."""
+        entry = await profile_cache.profile(runtime, store_id=principal.store_id, customer_id=cid)
+        if etag_matches(if_none_match, entry.etag):
+            return Response(content=None, status_code=HTTP_304_NOT_MODIFIED, headers={"ETag": entry.etag})
+        return Response(entry.body, media_type=MediaType.JSON, headers={"ETag": entry.etag})
 
     @get(
         "/ledger",
@@ -166,7 +164,7 @@ class MembersController(Controller):
             program=program,
             now=runtime.clock(),
         )
-        return Response(created, status_code=HTTP_201_CREATED, headers=_replayed(replayed))
+        return Response(created, status_code=HTTP_201_CREATED, headers=replayed_header(replayed))
 
     @post(
         "/adjustments",
@@ -196,4 +194,4 @@ class MembersController(Controller):
             program=program,
             now=runtime.clock(),
         )
-        return Response(created, status_code=HTTP_201_CREATED, headers=_replayed(replayed))
+        return Response(created, status_code=HTTP_201_CREATED, headers=replayed_header(replayed))

@@ -1,0 +1,88 @@
+"""Following a member's changes across replicas: PostgreSQL → one relay → Redis pub/sub → SSE.
+
+The member triggers `pg_notify` at commit (never for a rolled-back change). One relay per
+deployment — whichever process holds an advisory lock on its listening connection; the others
+wait to take over — publishes each notification to the member's Redis channel. Every API replica's
+SSE handlers subscribe there. A message is only a poke: the handler then reads the member's
+`member_changes` rows after the last version it sent, so a lost or duplicated poke (a relay
+failing over, Redis reconnecting) loses or repeats nothing; the keep-alive re-check covers a poke
+that never came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from loyalty import privacy
+from loyalty.privacy import Change
+from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+PG_CHANNEL = "patron_member_changes"
+RELAY_LOCK_ID = 0x7061_7472_6F6E_0010  # "patron" + migration number: one relay per database
+KEEPALIVE_SECONDS = 15.0
+
+
+def redis_channel(store_id: str, customer_id: str) -> str:
+    return f"patron:member-changes:{store_id}:{customer_id}"
+
+
+async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
+    """Relay committed member changes from PostgreSQL to Redis while this process holds the relay
+    lock; until cancelled. Waits (retrying) while another process relays.
+
+    Holds one pooled connection while relaying; the pool's reset on release drops the lock and
+    the listener, so a cancelled relay hands over at once.
+    """
+    queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        queue.put_nowait(str(payload))
+
+    while True:
+        try:
+            async with runtime.pool.acquire() as conn:
+                if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
+                    await conn.add_listener(PG_CHANNEL, on_notify)
+                    try:
+                        while True:
+                            store_id, customer_id, version = (await queue.get()).split("\t")
+                            await runtime.redis.publish(redis_channel(store_id, customer_id), version)
+                    finally:
+                        await conn.remove_listener(PG_CHANNEL, on_notify)
+            # Another process relays: check again later, without holding a connection meanwhile.
+            await asyncio.sleep(retry_seconds)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("member change relay failed; retrying", exc_info=True)
+            await asyncio.sleep(retry_seconds)
+
+
+async def _changes(runtime: Runtime, store_id: str, customer_id: str, since: int) -> list[Change]:
+    async with runtime.pool.acquire() as conn:
+        page = await privacy.changes_since(
+            conn, store_id=store_id, customer_id=customer_id, since=since, limit=500
+        )
+    return page.items
+
+
+async def follow(
+    runtime: Runtime, *, store_id: str, customer_id: str, since: int, keepalive: float = KEEPALIVE_SECONDS
+) -> AsyncIterator[Change | None]:
+    """The member's changes after version `since`, as they commit, forever; None as a keep-alive
+    when nothing changed for `keepalive` seconds. Subscribes before catching up, so nothing
+    committed in between is missed."""
+    async with runtime.redis.pubsub() as pubsub:
+        await pubsub.subscribe(redis_channel(store_id, customer_id))
+        last = since
+        while True:
+            for change in await _changes(runtime, store_id, customer_id, last):
+                last = change.version
+                yield change
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=keepalive)
+            if message is None:
+                yield None

@@ -1,0 +1,122 @@
+"""The profile cache: each member's composed view in Redis, versioned by PostgreSQL.
+
+Why this shape. Every transaction that touches a member bumps `members.version` — by triggers
+(migration 0010), so no write path can forget it: webhooks, redemptions, preferences, cases, the
+tier and expiry jobs, and code not yet written. A read asks PostgreSQL for the version (one
+primary-key lookup, no transaction) *concurrently* with the Redis GET of the cached entry, and serves
+the entry only if it was built at that version (and that program version) and the clock has not
+passed the entry's `valid_until` (the next moment the view changes by time alone: pending points
+becoming available, expiry windows, a promise falling due). So a read costs max(PG, Redis), not
+their sum, and is never stale:
+
+- a write that returned has committed its version; any later read sees that version or a newer one;
+- nothing has to happen after commit, so a process dying between commit and a cache update cannot
+  leave a stale entry behind (the weakness of a Redis version key INCR'd after commit);
+- no TTL carries correctness: the entry's expiry only frees memory of members nobody reads.
+
+A miss rebuilds the view in one REPEATABLE READ transaction, so the versions stored with it are the
+versions it reflects, and writes the entry (a racing older rebuild can overwrite a newer one; the
+next read then simply rebuilds — a cost, never a stale answer). If Redis is down, reads are served
+from PostgreSQL. Erasure deletes the entry outright.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+
+import msgspec
+
+from loyalty import members, programs
+from loyalty.errors import NotFound
+from loyalty.repository.members import VersionRow
+from plugin.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+KEEP_SECONDS = 24 * 3600
+"""How long an unread entry stays in Redis: memory hygiene only."""
+
+
+class Entry(msgspec.Struct, array_like=True, frozen=True):
+    """A cached profile: the versions it was built at, until when it holds, its ETag and JSON body."""
+
+    version: int
+    program_version: int
+    valid_until: float | None
+    etag: str
+    body: bytes
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Entry)
+
+
+def cache_key(store_id: str, customer_id: str) -> str:
+    return f"patron:profile:{store_id}:{customer_id}"
+
+
+async def _version(runtime: Runtime, store_id: str, customer_id: str) -> VersionRow | None:
+    async with runtime.pool.acquire() as conn:
+        return await members.current_version(conn, store_id=store_id, customer_id=customer_id)
+
+
+async def _cached(runtime: Runtime, key: str) -> Entry | None:
+    try:
+        raw = await runtime.redis.get(key)
+    except Exception:  # Redis unavailable: serve from PostgreSQL
+        log.warning("profile cache unavailable", exc_info=True)
+        return None
+    return None if raw is None else _decoder.decode(raw if isinstance(raw, bytes) else raw.encode())
+
+
+def fresh(entry: Entry | None, versions: VersionRow, now_ts: float) -> bool:
+    """Whether a cached entry shows the member exactly as of these versions at this time."""
+    return (
+        entry is not None
+        and entry.version == versions.version
+        and entry.program_version == versions.program_version
+        and (entry.valid_until is None or now_ts < entry.valid_until)
+    )
+
+
+async def profile(runtime: Runtime, *, store_id: str, customer_id: str) -> Entry:
+    """The member's profile (ETag and JSON body), from the cache when it is current; NotFound if
+    the member is unknown or erased."""
+    key = cache_key(store_id, customer_id)
+    versions, entry = await asyncio.gather(_version(runtime, store_id, customer_id), _cached(runtime, key))
+    if versions is None:
+        raise NotFound(f"no member {customer_id}")
+    now = runtime.clock()
+    if entry is not None and fresh(entry, versions, now.timestamp()):
+        return entry
+    return await rebuild(runtime, store_id=store_id, customer_id=customer_id)
+
+
+async def rebuild(runtime: Runtime, *, store_id: str, customer_id: str) -> Entry:
+    """Compose the view from PostgreSQL and cache it."""
+    now = runtime.clock()
+    async with runtime.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        program = await programs.live_program(conn, store_id=store_id)
+        snap = await members.snapshot(
+            conn, store_id=store_id, customer_id=customer_id, program=program, now=now
+        )
+    body = msgspec.json.encode(snap.view)
+    entry = Entry(
+        version=snap.version,
+        program_version=snap.program_version,
+        valid_until=None if snap.valid_until is None else snap.valid_until.timestamp(),
+        etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+        body=body,
+    )
+    try:
+        await runtime.redis.set(cache_key(store_id, customer_id), _encoder.encode(entry), ex=KEEP_SECONDS)
+    except Exception:
+        log.warning("profile cache unavailable", exc_info=True)
+    return entry
+
+
+async def purge(runtime: Runtime, *, store_id: str, customer_id: str) -> None:
+    """Drop the member's cached profile (erasure: personal data must not linger in Redis)."""
+    await runtime.redis.delete(cache_key(store_id, customer_id))
