@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import pytest
 
 from loyalty import care
 from loyalty.program import Program, QuietHours
@@ -79,8 +78,11 @@ async def test_service_recovery_outranks_a_birthday_for_the_last_budget(
         {"kind": "service_recovery", "gift": VOUCHER},
         gift_budget_per_month=500,
     )
-    with pytest.raises(_Rollback):
-        async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
+        # The stand-in function goes with the transaction, rolled back at the end.
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
             await care_member(conn, sid, "rich", birthday=date(1990, 6, 10))
             await insert_order(conn, sid, "rich", subtotal=500_000, placed_at=NOON - timedelta(days=5))
             await care_member(conn, sid, "upset", consent=False)
@@ -90,12 +92,9 @@ async def test_service_recovery_outranks_a_birthday_for_the_last_budget(
             [(kind, _, payload)] = await events(conn, sid)
             assert kind == "gift.triggered"
             assert payload["reason"] == "resolved after a breached promise"
-            # The stand-in function goes with the transaction.
-            raise _Rollback
 
-
-class _Rollback(Exception):
-    pass
+        finally:
+            await transaction.rollback()
 
 
 async def _stand_in_cases(conn: Connection, cases: Sequence[tuple[str, str, datetime]]) -> None:
