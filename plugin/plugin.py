@@ -10,7 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from plugin.api import admin, health, hooks, me, members, platforms, program
+from plugin.api import admin, care, health, hooks, me, members, platforms, program
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
@@ -29,6 +29,8 @@ ROUTE_HANDLERS = [
     hooks.shopify_hook,
     hooks.woocommerce_hook,
     members.MembersController,
+    care.SuggestionsController,
+    care.care_report,
 ]
 
 

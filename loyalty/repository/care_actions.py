@@ -66,8 +66,7 @@ SELECT a.trigger, a.kind, count(*)::int AS sent, coalesce(sum(a.cost), 0)::bigin
            SELECT 1 FROM orders o
            WHERE o.store_id = a.store_id AND o.customer_id = a.customer_id AND o.status = 'paid'
              AND o.placed_at >= a.deliver_after
-             AND o.placed_at < a.deliver_after + interval '{ATTRIBUTION_DAYS} days'
-             AND o.placed_at <= $3))::int AS converted
+             AND o.placed_at < a.deliver_after + interval '{ATTRIBUTION_DAYS} days'))::int AS converted
 FROM care_actions a
 WHERE a.store_id = $1 AND a.budget_month = $2 AND a.emitted_at IS NOT NULL
 GROUP BY a.trigger, a.kind
@@ -134,9 +133,9 @@ async def act(
     return False if exists else None
 
 
-async def report(conn: Connection, *, store_id: str, month: date, now: datetime) -> list[TriggerReportRow]:
+async def report(conn: Connection, *, store_id: str, month: date) -> list[TriggerReportRow]:
     """Per trigger: actions sent in the budget month, their cost, and how many led to an order."""
-    rows = await conn.fetch(_REPORT, store_id, month, now)
+    rows = await conn.fetch(_REPORT, store_id, month)
     return msgspec.convert(rows, list[TriggerReportRow], from_attributes=True)
 
 
