@@ -218,3 +218,35 @@ async def scan(
         emitted_due=emitted,
         attributed=attributed,
     )
+
+
+class GiftProjection(msgspec.Struct, kw_only=True):
+    """The gifts a program would trigger over the next days, and what they would cost."""
+
+    gifts: int
+    cost: int
+    """Minor units of gift budget they would use (across the months the days span)."""
+    by_trigger: dict[str, int]
+
+
+async def project_gifts(
+    conn: Connection, *, store_id: str, program: Program, now: datetime, days: int = 30
+) -> GiftProjection:
+    """Run the real scan once a day for `days` days from `now` under `program`, inside a savepoint
+    that is rolled back: exactly the scan's rules (budget, cooldown, cap, and each simulated day's
+    actions restraining the next), nothing kept. Needs and recommendations are left out (their
+    suggestions would only take cap slots). Costs `days` scans of the store."""
+    gifts: dict[str, int] = {}
+    cost = 0
+    savepoint = conn.transaction()
+    await savepoint.start()
+    try:
+        for day in range(days):
+            result = await scan(conn, store_id=store_id, now=now + timedelta(days=day), program=program)
+            for count in result.actions:
+                if count.kind == "gift":
+                    gifts[count.trigger] = gifts.get(count.trigger, 0) + count.actions
+                    cost += count.cost
+    finally:
+        await savepoint.rollback()
+    return GiftProjection(gifts=sum(gifts.values()), cost=cost, by_trigger=gifts)

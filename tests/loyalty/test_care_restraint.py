@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from loyalty import care
+from loyalty import care, program_preview
 from loyalty.program import Program, QuietHours
 from loyalty.repository import Connection
 from loyalty.stores import StoreCreated
@@ -230,3 +230,33 @@ async def test_replenish_and_recommended_next_come_from_the_sources(
     assert payloads["ann"]["product_ids"] == ["filters", "beans"]
     assert payloads["bob"]["product_ids"] == ["grinder"]
     assert payloads["bob"]["reason"] == "goes with your beans"
+
+
+async def test_preview_projects_gifts_of_the_next_30_days_and_keeps_nothing(
+    pool: asyncpg.Pool, store: StoreCreated
+) -> None:
+    sid = store.store_id
+    async with pool.acquire() as conn:
+        for cid, birthday in (
+            ("in-5-days", date(1990, 6, 15)),
+            ("in-25", date(1985, 7, 5)),
+            ("in-40", date(1970, 7, 20)),
+        ):
+            await care_member(conn, sid, cid, birthday=birthday)
+        await care_member(conn, sid, "joined", created_at=datetime(2025, 6, 20, 9, tzinfo=UTC))
+    candidate = care_program(
+        {"kind": "birthday", "gift": VOUCHER},
+        {"kind": "anniversary", "gift": {"kind": "voucher", "value": 300}},
+        {"kind": "points_expiring"},
+        gift_budget_per_month=800,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        preview = await program_preview.preview(conn, store_id=sid, candidate=candidate, now=NOON)
+    # June's budget (800) takes the birthday on the 15th (500) and the anniversary on the 20th (300);
+    # July's budget takes the birthday on the 5th.
+    assert (preview.gifts_next_30_days, preview.gift_budget_next_30_days) == (3, 1300)
+    assert preview.gifts_by_trigger == {"birthday": 2, "anniversary": 1}
+    async with pool.acquire() as conn:
+        assert await actions(conn, sid) == []
+        assert await events(conn, sid) == []
+        assert await conn.fetchval("SELECT count(*) FROM care_scans WHERE store_id = $1", sid) == 0
