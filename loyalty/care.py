@@ -197,18 +197,22 @@ async def scan(
     needs, recommendations = await _source_rows(
         conn, store_id=store_id, now=now, triggers=triggers, sources=sources or CareSources()
     )
-    counts = await repo.scan(
-        conn,
-        rule_args=rule_args(store_id, now, program),
-        timezone=store.timezone,
-        triggers=triggers,
-        budget=care.gift_budget_per_month,
-        cooldown_days=care.member_gift_cooldown_days,
-        cap_days=care.member_message_cap_days,
-        deliver_after=after,
-        priority=PRIORITY,
-        needs=needs,
-        recommendations=recommendations,
+    counts = (
+        []
+        if not triggers
+        else await repo.scan(
+            conn,
+            rule_args=rule_args(store_id, now, program),
+            timezone=store.timezone,
+            triggers=triggers,
+            budget=care.gift_budget_per_month,
+            cooldown_days=care.member_gift_cooldown_days,
+            cap_days=care.member_message_cap_days,
+            deliver_after=after,
+            priority=PRIORITY,
+            needs=needs,
+            recommendations=recommendations,
+        )
     )
     return ScanResult(
         store_id=store_id,
@@ -238,6 +242,8 @@ async def project_gifts(
     suggestions would only take cap slots). Costs `days` scans of the store."""
     gifts: dict[str, int] = {}
     cost = 0
+    if not any(getattr(trigger, "gift", None) is not None for trigger in program.care.triggers):
+        return GiftProjection(gifts=0, cost=0, by_trigger=gifts)
     savepoint = conn.transaction()
     await savepoint.start()
     try:
