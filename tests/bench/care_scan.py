@@ -81,9 +81,8 @@ async def run(members: int, orders: int, with_preview: bool) -> None:
             async with pool.acquire() as conn:
                 for table in ("members", "orders", "point_lots", "ledger_entries"):
                     await conn.execute(f"ANALYZE {table}")
-            print(
-                f"loaded {members:,} members, {members * orders:,} orders in {time.perf_counter() - started:.1f} s"
-            )
+            loaded = time.perf_counter() - started
+            print(f"loaded {members:,} members, {members * orders:,} orders in {loaded:.1f} s")
 
             triggers = msgspec.convert(_TRIGGERS, list[Trigger])
             program = msgspec.structs.replace(
@@ -109,9 +108,8 @@ async def run(members: int, orders: int, with_preview: bool) -> None:
                     started = time.perf_counter()
                     projection = await care.project_gifts(conn, store_id=store_id, program=program, now=now)
                     elapsed = time.perf_counter() - started
-                print(
-                    f"30-day gift projection: {elapsed:.2f} s, {projection.gifts:,} gifts, cost {projection.cost:,}"
-                )
+                gifts, cost = projection.gifts, projection.cost
+                print(f"30-day gift projection: {elapsed:.2f} s, {gifts:,} gifts, cost {cost:,}")
         finally:
             await pool.close()
 
