@@ -177,6 +177,10 @@ class Care(_Doc):
     gift_budget_per_month: NonNegative = 0
     """Minor units the gifts of one calendar month may cost, in total."""
     member_gift_cooldown_days: NonNegative = 90
+    """Days after a gift before the same member can receive another (service recovery excepted)."""
+    member_message_cap_days: NonNegative = 3
+    """At most one proactive message (gift or suggestion) per member within this many days; 0 turns
+    the cap off (still one per member per scan). Service recovery is exempt."""
     quiet_hours: QuietHours = msgspec.field(default_factory=QuietHours)
     triggers: list[Trigger] = msgspec.field(default_factory=list)
 

@@ -13,7 +13,7 @@ from fractions import Fraction
 
 import msgspec
 
-from loyalty import earning
+from loyalty import care, earning
 from loyalty.errors import NotFound
 from loyalty.program import Program, validate
 from loyalty.programs import live_program
@@ -74,7 +74,12 @@ class ProgramPreview(msgspec.Struct, kw_only=True):
     liability: Liability
     typical_order: TypicalOrder
     gifts_next_30_days: int | None = None
-    """Gifts the candidate's care triggers would send in the next 30 days; null until care lands."""
+    """Gifts the candidate's care triggers would send in the next 30 days (a daily scan simulated
+    under the candidate and rolled back, see `care.project_gifts`)."""
+    gift_budget_next_30_days: int | None = None
+    """Minor units of gift budget those gifts would use."""
+    gifts_by_trigger: dict[str, int] = msgspec.field(default_factory=dict)
+    """The gifts per trigger."""
 
 
 def value_per_point(program: Program) -> Fraction:
@@ -140,6 +145,13 @@ async def preview(conn: Connection, *, store_id: str, candidate: Program, now: d
             current, subtotal=subtotal, currency=store.currency, timezone=timezone, now=now
         ),
     )
+    gifts = await care.project_gifts(conn, store_id=store_id, program=candidate, now=now)
     return ProgramPreview(
-        tier_moves=moves, pending_downgrades=pending, liability=liability, typical_order=typical
+        tier_moves=moves,
+        pending_downgrades=pending,
+        liability=liability,
+        typical_order=typical,
+        gifts_next_30_days=gifts.gifts,
+        gift_budget_next_30_days=gifts.cost,
+        gifts_by_trigger=gifts.by_trigger,
     )

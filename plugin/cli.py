@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gzip
 import os
 import signal
@@ -21,9 +22,10 @@ from loyalty import backfill, programs, stores
 from loyalty.backfill import BadLine, Summary
 from loyalty.errors import PatronError
 from loyalty.program import Program, decode, encode
+from loyalty.repository import care_actions as care_repo
 from loyalty.repository import stores as stores_repo
 from loyalty.stores import StoreCreate
-from plugin import database, demo, embedded
+from plugin import care_jobs, database, demo, embedded
 from plugin.lifespan import make_worker, open_runtime
 from plugin.logs import configure_logging
 from plugin.migrations import migrate
@@ -328,6 +330,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def care_run(settings: Settings, args: argparse.Namespace) -> int:
+    """One care scan per store (or of `--store`), as of `--now` (default: the clock)."""
+
+    async def body(runtime: Runtime) -> int:
+        if args.now is not None:
+            runtime = dataclasses.replace(runtime, clock=lambda: args.now)
+        if args.store:
+            store_ids = [args.store]
+        else:
+            async with runtime.pool.acquire() as conn:
+                store_ids = [store_id for store_id, _ in await care_repo.stores(conn)]
+        for store_id in store_ids:
+            result = await care_jobs.scan_store(runtime, store_id=store_id)
+            issued = ", ".join(f"{c.trigger} {c.actions}" for c in result.actions) or "no actions"
+            cost = sum(c.cost for c in result.actions)
+            print(
+                f"{store_id} as of {result.now.isoformat()}: {issued}; gift cost {cost}; "
+                f"deferred emitted {result.emitted_due}; attributed {result.attributed}"
+            )
+        return 0
+
+    return _with_handled_errors("care run", settings, body)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patron", description="Loyalty and personalized care for storefronts."
@@ -382,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("--store", required=True, help="store id")
     import_.add_argument("file")
     import_.set_defaults(run=program_import)
+
+    care_parser = commands.add_parser("care", help="surprise gifts and proactive suggestions").add_subparsers(
+        dest="care_command", required=True
+    )
+    care_run_parser = care_parser.add_parser(
+        "run", parents=[common], help="one care scan now (the worker runs it hourly)"
+    )
+    care_run_parser.add_argument("--store", help="store id (default: every store)")
+    care_run_parser.add_argument(
+        "--now", type=_since, help="evaluate as of this ISO 8601 time (UTC unless it has an offset)"
+    )
+    care_run_parser.set_defaults(run=care_run)
 
     platforms = commands.add_parser(
         "reconcile", help="pull recent orders from a storefront platform and apply what webhooks missed"

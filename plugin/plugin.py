@@ -12,6 +12,7 @@ from litestar.plugins.prometheus import PrometheusController
 
 from plugin.api import (
     admin,
+    care,
     cases,
     health,
     hooks,
@@ -48,6 +49,8 @@ ROUTE_HANDLERS = [
     cases.MemberCasesController,
     cases.CasesController,
     member_data.MemberDataController,
+    care.SuggestionsController,
+    care.care_report,
 ]
 
 

@@ -128,6 +128,9 @@ _SOME = {
 _APPLY_ALL = _EVALUATED.format(**_ALL) + _APPLY + _RETURN_COUNT
 _APPLY_SOME = _EVALUATED.format(**_SOME) + _APPLY + _RETURN_CHANGES
 _PREVIEW_ALL = _EVALUATED.format(**_ALL) + _PREVIEW
+EVALUATED_ALL = _EVALUATED.format(**_ALL)
+"""The `evaluated` CTE over every member, for statements that need each member's metric and level
+exactly as tiers see them (care's `tier_within_reach`); takes the first seven parameters of `rule_args`."""
 # A store-wide pass sorts and hashes ~100 bytes per member; the default 4MB spills to disk
 # from ~40,000 members. Local to the transaction.
 _WORK_MEM = "SELECT set_config('work_mem', '64MB', true)"
@@ -141,7 +144,8 @@ class TierMoveCount(msgspec.Struct, frozen=True, kw_only=True):
     members: int
 
 
-def _rule_args(store_id: str, now: datetime, program: Program) -> list[Any]:
+def rule_args(store_id: str, now: datetime, program: Program) -> list[Any]:
+    """$1 … $7 of the evaluation: store, now, metric, window, grace, level codes and thresholds."""
     codes, thresholds = level_table(program)
     tiers = program.tiers
     return [store_id, now, tiers.metric, tiers.window_days, tiers.downgrade_grace_days, codes, thresholds]
@@ -159,7 +163,7 @@ async def apply(
 ) -> list[TierChange]:
     """Evaluate the given members and apply the outcome; returns their level changes."""
     suffix = f" ({cause})" if cause else ""
-    args = _rule_args(store_id, now, program)
+    args = rule_args(store_id, now, program)
     rows = await conn.fetch(_APPLY_SOME, *args, suffix, program_version, list(customer_ids))
     return msgspec.convert(rows, list[TierChange], from_attributes=True)
 
@@ -171,7 +175,7 @@ async def apply_all(
     suffix = f" ({cause})" if cause else ""
     await conn.execute(_WORK_MEM)
     changed: int = await conn.fetchval(
-        _APPLY_ALL, *_rule_args(store_id, now, program), suffix, program_version
+        _APPLY_ALL, *rule_args(store_id, now, program), suffix, program_version
     )
     return changed
 
@@ -179,5 +183,5 @@ async def apply_all(
 async def preview(conn: Connection, *, store_id: str, program: Program, now: datetime) -> list[TierMoveCount]:
     """What `apply_all` would do, counted by (from, to); changes nothing."""
     await conn.execute(_WORK_MEM)
-    rows = await conn.fetch(_PREVIEW_ALL, *_rule_args(store_id, now, program))
+    rows = await conn.fetch(_PREVIEW_ALL, *rule_args(store_id, now, program))
     return msgspec.convert(rows, list[TierMoveCount], from_attributes=True)

@@ -199,7 +199,7 @@ class TestPreview:
             "points_by_tier": {"member": 400, "silver": 500, "gold": 600},
             "points_by_tier_current": {"member": 400, "silver": 500, "gold": 600},
         }
-        assert preview["gifts_next_30_days"] is None
+        assert preview["gifts_next_30_days"] == 0
 
     async def test_typical_order_falls_back_without_orders(self, client: Client, store: StoreCreated) -> None:
         document, _ = await read(client, store)
