@@ -16,13 +16,22 @@ async def apply(
     conn: Connection, *, store: StoreRow, event: Event, now: datetime, award: bool = True
 ) -> Outcome:
     """The event's whole effect; `duplicate` when it changes nothing that is not already so."""
+    if isinstance(event, OrderPaid | OrderRefunded | OrderCancelled):
+        # An order event's first lock is its order's key (see loyalty.orders): taken with the
+        # program read, so its own statement precedes every later one, as the protocol needs.
+        program = await programs.live_program(conn, store_id=store.store_id, lock_order=event.order_id)
+        if isinstance(event, OrderPaid):
+            return await orders.apply_paid(
+                conn, store=store, program=program, event=event, now=now, award=award, order_locked=True
+            )
+        if isinstance(event, OrderRefunded):
+            return await orders.apply_refunded(
+                conn, store=store, program=program, event=event, now=now, order_locked=True
+            )
+        return await orders.apply_cancelled(
+            conn, store=store, program=program, event=event, now=now, order_locked=True
+        )
     program = await programs.live_program(conn, store_id=store.store_id)
-    if isinstance(event, OrderPaid):
-        return await orders.apply_paid(conn, store=store, program=program, event=event, now=now, award=award)
-    if isinstance(event, OrderRefunded):
-        return await orders.apply_refunded(conn, store=store, program=program, event=event, now=now)
-    if isinstance(event, OrderCancelled):
-        return await orders.apply_cancelled(conn, store=store, program=program, event=event, now=now)
     if isinstance(event, Customer):
         applied = await members.upsert_customer(
             conn, store_id=store.store_id, customer=event, program=program, now=now

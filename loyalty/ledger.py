@@ -70,13 +70,17 @@ async def post_earn(
     rules: Sequence[str] = (),
     program_version: int | None = None,
     kind: str = "earn",
+    announce: bool = False,
 ) -> Posting:
-    """Credit points as a new lot; a debt is paid from it first."""
+    """Credit points as a new lot; a debt is paid from it first.
+
+    With `announce`, the `points.changed` outbox row (reason, delta, new balance) is written in
+    the same statement as the entry, the lot and the balance.
+    """
     if points <= 0:
         raise ValueError("earn needs positive points")
     expires_at = earned_at + timedelta(days=expiry_days) if expiry_days else None
-    available_at = earned_at + timedelta(days=pending_days)
-    entry_id = await repo.insert_entry(
+    earned = await repo.earn(
         conn,
         store_id=store_id,
         customer_id=customer_id,
@@ -88,25 +92,22 @@ async def post_earn(
         rules=tuple(rules),
         program_version=program_version,
         expires_at=expires_at,
-        available_at=available_at if pending_days else None,
+        available_at=earned_at + timedelta(days=pending_days),
+        pending=bool(pending_days),
+        announce=announce,
     )
-    lot_id = await repo.insert_lot(
-        conn,
-        store_id=store_id,
-        customer_id=customer_id,
-        entry_id=entry_id,
-        order_id=order_id,
-        points=points,
-        available_at=available_at,
-        expires_at=expires_at,
-    )
-    balance = await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=points)
+    balance = earned.balance
     debt = min(points, max(points - balance, 0))
     if debt:
         await repo.consume(
-            conn, store_id=store_id, customer_id=customer_id, points=debt, entry_id=entry_id, lot_id=lot_id
+            conn,
+            store_id=store_id,
+            customer_id=customer_id,
+            points=debt,
+            entry_id=earned.entry_id,
+            lot_id=earned.lot_id,
         )
-    return Posting(entry_id, balance)
+    return Posting(earned.entry_id, balance)
 
 
 async def post_debit(

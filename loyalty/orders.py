@@ -34,20 +34,18 @@ async def apply_paid(
     event: OrderPaid,
     now: datetime,
     award: bool = True,
+    order_locked: bool = False,
 ) -> Outcome:
+    """Credit a paid order once. `order_locked`: the caller took the order's key lock already, in
+    an earlier statement of this transaction (`programs.live_program(lock_order=…)`)."""
     customer_id = event.customer.customer_id
     # The order's key before the member, as refunds and cancellations take them: a redelivered
     # order racing its own refund would otherwise deadlock. It also serializes with events parked
     # for this order, so none is parked unseen while the order is inserted.
-    await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
-    member = await members_repo.lock(conn, store_id=store.store_id, customer_id=customer_id)
-    if member is None or event.customer.updated_at is not None:
-        # An order's embedded customer fills in a new member; it overwrites only when it says how new it is.
-        await members.upsert_customer(
-            conn, store_id=store.store_id, customer=event.customer, program=program, now=now
-        )
-    member = await members.lock_or_create(
-        conn, store_id=store.store_id, customer_id=customer_id, program=program, now=now
+    if not order_locked:
+        await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
+    member = await members.lock_from_order(
+        conn, store_id=store.store_id, customer=event.customer, program=program, now=now
     )
     categories = await _categories(conn, store_id=store.store_id, event=event)
     facts = earning.OrderFacts(
@@ -72,7 +70,8 @@ async def apply_paid(
     )
     earned = earning.order_points(program, facts)
     points = earned.points if award else 0
-    inserted = await repo.insert_order(
+    micro = {line.line_id: line.micro_points for line in earned.lines} if award else {}
+    written = await repo.insert_paid(
         conn,
         store_id=store.store_id,
         order_id=event.order_id,
@@ -86,14 +85,6 @@ async def apply_paid(
         program_version=program.version,
         tier_code=member.tier_code,
         awarded=award,
-    )
-    if not inserted:
-        return "duplicate"
-    micro = {line.line_id: line.micro_points for line in earned.lines} if award else {}
-    await repo.insert_lines(
-        conn,
-        store_id=store.store_id,
-        order_id=event.order_id,
         lines=[
             NewLine(
                 line.line_id,
@@ -109,17 +100,10 @@ async def apply_paid(
             for line, fact in zip(event.lines, facts.lines, strict=True)
         ],
     )
-    await products.add_from_lines(
-        conn,
-        store_id=store.store_id,
-        product_ids=[line.product_id for line in event.lines],
-        titles=[line.title for line in event.lines],
-        categories=[fact.category for fact in facts.lines],
-        prices=[line.unit_price for line in event.lines],
-    )
-    await members_repo.count_order(conn, store_id=store.store_id, customer_id=customer_id, delta=1)
+    if not written.inserted:
+        return "duplicate"
     if points > 0:
-        balance = await ledger.earn(
+        await ledger.post_earn(
             conn,
             store_id=store.store_id,
             customer_id=customer_id,
@@ -132,12 +116,20 @@ async def apply_paid(
             order_id=event.order_id,
             rules=earned.rules,
             program_version=program.version,
+            announce=True,
         )
-        await _points_changed(conn, store.store_id, customer_id, points, balance, f"order {event.order_id}")
     await programs.reevaluate(
         conn, store_id=store.store_id, program=program, now=now, customer_ids=[customer_id], reason="order"
     )
-    for parked in await repo.take_parked(conn, store_id=store.store_id, order_id=event.order_id):
+    if written.parked:
+        await _apply_parked(conn, store=store, program=program, order_id=event.order_id, now=now)
+    return "applied"
+
+
+async def _apply_parked(
+    conn: Connection, *, store: StoreRow, program: Program, order_id: str, now: datetime
+) -> None:
+    for parked in await repo.take_parked(conn, store_id=store.store_id, order_id=order_id):
         if parked.event_type == "order.cancelled":
             await apply_cancelled(
                 conn,
@@ -145,6 +137,7 @@ async def apply_paid(
                 program=program,
                 event=msgspec.convert(parked.payload, OrderCancelled),
                 now=now,
+                order_locked=True,
             )
         else:
             await apply_refunded(
@@ -153,8 +146,8 @@ async def apply_paid(
                 program=program,
                 event=msgspec.convert(parked.payload, OrderRefunded),
                 now=now,
+                order_locked=True,
             )
-    return "applied"
 
 
 async def _categories(conn: Connection, *, store_id: str, event: OrderPaid) -> dict[str, str]:
@@ -176,10 +169,17 @@ async def _points_changed(
 
 
 async def _lock_known_order(
-    conn: Connection, *, store_id: str, order_id: str, event_type: str, payload: msgspec.Struct
+    conn: Connection,
+    *,
+    store_id: str,
+    order_id: str,
+    event_type: str,
+    payload: msgspec.Struct,
+    order_locked: bool,
 ) -> OrderRow | None:
     """The order, locked after its member; None (the event parked) when the order is not known yet."""
-    await repo.lock_order_key(conn, store_id=store_id, order_id=order_id)
+    if not order_locked:
+        await repo.lock_order_key(conn, store_id=store_id, order_id=order_id)
     customer_id = await repo.order_customer(conn, store_id=store_id, order_id=order_id)
     if customer_id is None:
         await repo.park(
@@ -224,10 +224,21 @@ async def _reverse(
 
 
 async def apply_cancelled(
-    conn: Connection, *, store: StoreRow, program: Program, event: OrderCancelled, now: datetime
+    conn: Connection,
+    *,
+    store: StoreRow,
+    program: Program,
+    event: OrderCancelled,
+    now: datetime,
+    order_locked: bool = False,
 ) -> Outcome:
     order = await _lock_known_order(
-        conn, store_id=store.store_id, order_id=event.order_id, event_type="order.cancelled", payload=event
+        conn,
+        store_id=store.store_id,
+        order_id=event.order_id,
+        event_type="order.cancelled",
+        payload=event,
+        order_locked=order_locked,
     )
     if order is None:
         return "parked"
@@ -258,10 +269,21 @@ async def apply_cancelled(
 
 
 async def apply_refunded(
-    conn: Connection, *, store: StoreRow, program: Program, event: OrderRefunded, now: datetime
+    conn: Connection,
+    *,
+    store: StoreRow,
+    program: Program,
+    event: OrderRefunded,
+    now: datetime,
+    order_locked: bool = False,
 ) -> Outcome:
     order = await _lock_known_order(
-        conn, store_id=store.store_id, order_id=event.order_id, event_type="order.refunded", payload=event
+        conn,
+        store_id=store.store_id,
+        order_id=event.order_id,
+        event_type="order.refunded",
+        payload=event,
+        order_locked=order_locked,
     )
     if order is None:
         return "parked"

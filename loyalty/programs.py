@@ -29,7 +29,7 @@ CACHE_SIZE = 4096
 _cache: OrderedDict[tuple[str, int, str], Program] = OrderedDict()
 
 
-async def live_program(conn: Connection, *, store_id: str) -> Program:
+async def live_program(conn: Connection, *, store_id: str, lock_order: str | None = None) -> Program:
     """The store's live program, `version` set. Treat it as read-only: it is shared.
 
     Cost: one query (the stores row and the programs row by primary key, no document) and a dict
@@ -37,8 +37,11 @@ async def live_program(conn: Connection, *, store_id: str) -> Program:
     The read takes no lock: a publish committing while the caller's transaction runs is not seen
     by it (its order is earned and its member evaluated under the version read here); the
     publish's own pass, and the daily pass, evaluate that member again.
+
+    With `lock_order`, the same statement first takes that order's key lock (see
+    `loyalty.orders`), which ingesting an order event needs before anything else.
     """
-    live = await repo.live(conn, store_id=store_id)
+    live = await repo.live(conn, store_id=store_id, lock_order=lock_order)
     if live is None:
         raise NotFound(f"no store {store_id}")
     if live.version == 0 or live.token is None:

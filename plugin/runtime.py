@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 from redis.asyncio import Redis
 
+from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
 from plugin.settings import Settings
@@ -27,3 +28,5 @@ class Runtime:
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)
+    hook_stores: StoreCache = field(default_factory=StoreCache)
+    """Store rows for the Standard Webhooks route, kept a few seconds."""

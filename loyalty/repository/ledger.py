@@ -56,6 +56,40 @@ INSERT INTO point_lots (store_id, customer_id, entry_id, order_id, points, remai
 VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
 RETURNING lot_id
 """
+# An earning in one statement: its entry, its lot and the member's balance (the caller holds the
+# member's lock), and with `_ANNOUNCE` the points.changed outbox row carrying the new balance.
+# The entry's available_at ($10) is null unless points are pending; the lot's ($12) never is.
+_EARN_WRITES = """
+WITH entry AS (
+    INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, reason, rules,
+                                program_version, expires_at, available_at, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING entry_id
+),
+lot AS (
+    INSERT INTO point_lots (store_id, customer_id, entry_id, order_id, points, remaining,
+                            available_at, expires_at)
+    SELECT $1, $2, entry_id, $5, $4, $4, $12, $9 FROM entry
+    RETURNING lot_id
+),
+member AS (
+    UPDATE members SET balance = balance + $4, updated_at = now()
+    WHERE store_id = $1 AND customer_id = $2
+    RETURNING balance
+)
+"""
+_ANNOUNCE = """
+, announced AS (
+    INSERT INTO outbox (store_id, customer_id, event_type, payload)
+    SELECT $1, $2, 'points.changed',
+           jsonb_build_object('store_id', $1::text, 'customer_id', $2::text, 'delta', $4::bigint,
+                              'balance', balance, 'reason', $6::text)
+    FROM member
+)
+"""
+_EARN_RESULT = "SELECT entry.entry_id, lot.lot_id, member.balance FROM entry, lot, member"
+_EARN = _EARN_WRITES + _EARN_RESULT
+_EARN_ANNOUNCED = _EARN_WRITES + _ANNOUNCE + _EARN_RESULT
 # Take up to $3 points from the member's open lots, nearest expiry first (never-expiring last),
 # and record each take against entry $4. Lots of order $5 go first when given (a reversal takes
 # back the order's own points before anything else); $6 limits to lots available by then.
@@ -186,6 +220,50 @@ async def insert_entry(
         now,
     )
     return entry_id
+
+
+class Earned(msgspec.Struct, frozen=True):
+    entry_id: int
+    lot_id: int
+    balance: int
+
+
+async def earn(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    kind: str,
+    points: int,
+    reason: str,
+    now: datetime,
+    order_id: str | None,
+    rules: tuple[str, ...] | list[str],
+    program_version: int | None,
+    expires_at: datetime | None,
+    available_at: datetime,
+    pending: bool,
+    announce: bool,
+) -> Earned:
+    """Write an earning's entry and lot and add it to the balance; with `announce`, also emit
+    `points.changed`. Returns the entry, the lot and the new balance."""
+    row = await conn.fetchrow(
+        _EARN_ANNOUNCED if announce else _EARN,
+        store_id,
+        customer_id,
+        kind,
+        points,
+        order_id,
+        reason,
+        list(rules),
+        program_version,
+        expires_at,
+        available_at if pending else None,
+        now,
+        available_at,
+    )
+    assert row is not None  # the member exists: the caller holds its lock
+    return Earned(row["entry_id"], row["lot_id"], row["balance"])
 
 
 async def insert_lot(

@@ -40,6 +40,27 @@ WHERE m.erased_at IS NULL AND (m.source_updated_at IS NULL OR EXCLUDED.source_up
 RETURNING store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
     tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
 """
+# For an order's embedded customer: create the member from it, or lock the existing one and
+# overwrite its profile only with a snapshot that says it is newer (an order without an updated_at
+# never clobbers a fresher customer event). DO UPDATE without a WHERE always returns the row and
+# holds its lock, as SELECT … FOR UPDATE would: one round trip instead of lock, upsert, lock again.
+_NEWER = """(m.erased_at IS NULL AND EXCLUDED.source_updated_at IS NOT NULL
+       AND (m.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= m.source_updated_at))"""
+_UPSERT_LOCKED = f"""
+INSERT INTO members AS m (store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+                          source_updated_at, tier_code, tier_since)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (store_id, customer_id) DO UPDATE SET
+    email = CASE WHEN {_NEWER} THEN EXCLUDED.email ELSE m.email END,
+    first_name = CASE WHEN {_NEWER} THEN EXCLUDED.first_name ELSE m.first_name END,
+    last_name = CASE WHEN {_NEWER} THEN EXCLUDED.last_name ELSE m.last_name END,
+    birthday = CASE WHEN {_NEWER} THEN EXCLUDED.birthday ELSE m.birthday END,
+    marketing_consent = CASE WHEN {_NEWER} THEN EXCLUDED.marketing_consent ELSE m.marketing_consent END,
+    source_updated_at = CASE WHEN {_NEWER} THEN EXCLUDED.source_updated_at ELSE m.source_updated_at END,
+    updated_at = CASE WHEN {_NEWER} THEN now() ELSE m.updated_at END
+RETURNING store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
+    tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
+"""  # noqa: S608 - constants only
 _INSERT_IF_MISSING = """
 INSERT INTO members (store_id, customer_id, tier_code, tier_since) VALUES ($1, $2, $3, $4)
 ON CONFLICT (store_id, customer_id) DO NOTHING
@@ -95,6 +116,37 @@ async def upsert_profile(
         now,
     )
     return row is not None
+
+
+async def upsert_locked(
+    conn: Connection,
+    *,
+    store_id: str,
+    customer_id: str,
+    email: str | None,
+    first_name: str | None,
+    last_name: str | None,
+    birthday: date | None,
+    marketing_consent: bool,
+    source_updated_at: datetime | None,
+    tier_code: str,
+    now: datetime,
+) -> MemberRow:
+    """The member, row-locked: created from this snapshot if new, else updated only by a newer one."""
+    row = await conn.fetchrow(
+        _UPSERT_LOCKED,
+        store_id,
+        customer_id,
+        email,
+        first_name,
+        last_name,
+        birthday,
+        marketing_consent,
+        source_updated_at,
+        tier_code,
+        now,
+    )
+    return msgspec.convert(row, MemberRow, from_attributes=True)
 
 
 async def ensure(conn: Connection, *, store_id: str, customer_id: str, tier_code: str, now: datetime) -> None:

@@ -55,6 +55,47 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (store_id, order_id) DO NOTHING
 RETURNING order_id
 """
+# A paid order in one statement: the order once (nothing else when it is already known), its
+# lines, catalogue rows for products no product event has described yet (kept as the line says),
+# and the member's order count (the caller holds the member's lock). It also says whether events
+# wait parked for the order: the caller holds the order's key lock, taken in an earlier statement,
+# so this statement's snapshot sees every park committed before it, and a later one waits for
+# this transaction and then finds the order. Parameters: $1-$12 as _INSERT_ORDER, $13-$21 the
+# line columns.
+_INSERT_PAID = """
+WITH new_order AS (
+    INSERT INTO orders (store_id, order_id, customer_id, currency, subtotal, total, placed_at,
+                        micro_points, points, program_version, tier_code, awarded)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    ON CONFLICT (store_id, order_id) DO NOTHING
+    RETURNING order_id
+),
+line AS (
+    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
+                         $19::bigint[], $20::bigint[], $21::bigint[])
+        AS l (line_id, product_id, sku, title, category, quantity, unit_price, discount, micro_points)
+),
+new_lines AS (
+    INSERT INTO order_lines (store_id, order_id, line_id, product_id, sku, title, category, quantity,
+                             unit_price, discount, micro_points)
+    SELECT $1, new_order.order_id, line.line_id, line.product_id, line.sku, line.title, line.category,
+           line.quantity, line.unit_price, line.discount, line.micro_points
+    FROM new_order, line
+),
+new_products AS (
+    INSERT INTO products (store_id, product_id, title, category, price)
+    SELECT DISTINCT ON (line.product_id) $1, line.product_id, line.title, line.category, line.unit_price
+    FROM new_order, line
+    WHERE line.product_id IS NOT NULL
+    ON CONFLICT (store_id, product_id) DO NOTHING
+),
+counted AS (
+    UPDATE members SET orders_count = orders_count + 1, updated_at = now()
+    WHERE store_id = $1 AND customer_id = $3 AND EXISTS (SELECT FROM new_order)
+)
+SELECT EXISTS (SELECT FROM new_order) AS inserted,
+       EXISTS (SELECT FROM parked_events WHERE store_id = $1 AND order_id = $2) AS parked
+"""
 _LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
 _ORDER_CUSTOMER = "SELECT customer_id FROM orders WHERE store_id = $1 AND order_id = $2"
 _INSERT_LINES = """
@@ -147,6 +188,57 @@ async def insert_order(
         awarded,
     )
     return inserted is not None
+
+
+class PaidInsert(msgspec.Struct, frozen=True):
+    inserted: bool
+    """False when the order was already known: nothing was written."""
+    parked: bool
+    """Events wait parked for this order."""
+
+
+async def insert_paid(
+    conn: Connection,
+    *,
+    store_id: str,
+    order_id: str,
+    customer_id: str,
+    currency: str,
+    subtotal: int,
+    total: int,
+    placed_at: datetime,
+    micro_points: int,
+    points: int,
+    program_version: int | None,
+    tier_code: str,
+    awarded: bool,
+    lines: list[NewLine],
+) -> PaidInsert:
+    """Insert a paid order with its lines, new products and the member's count, once.
+
+    The caller holds the order's key lock (from an earlier statement) and the member's lock.
+    """
+    columns: list[tuple[Any, ...]] = [() for _ in NewLine.__struct_fields__]
+    if lines:
+        columns = list(zip(*(msgspec.structs.astuple(line) for line in lines), strict=True))
+    row = await conn.fetchrow(
+        _INSERT_PAID,
+        store_id,
+        order_id,
+        customer_id,
+        currency,
+        subtotal,
+        total,
+        placed_at,
+        micro_points,
+        points,
+        program_version,
+        tier_code,
+        awarded,
+        *columns,
+    )
+    assert row is not None
+    return PaidInsert(row["inserted"], row["parked"])
 
 
 class NewLine(msgspec.Struct, frozen=True):

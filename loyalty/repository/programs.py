@@ -18,6 +18,17 @@ FROM stores s
 LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
 WHERE s.store_id = $1
 """
+# The same, taking an order's key lock (the expression of orders._LOCK_KEY) on the way: ingestion
+# of an order event needs both first, and one round trip serves. In the select list, so it is
+# evaluated for the one row (no store: no lock, and NotFound anyway); held before any later
+# statement of the transaction starts, which is what the order's lock protocol relies on.
+_SELECT_LIVE_LOCKING_ORDER = """
+SELECT s.program_version AS version, p.xmin::text AS token,
+       pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0)) AS order_key
+FROM stores s
+LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
+WHERE s.store_id = $1
+"""
 # Text, not jsonb: msgspec decodes it straight into the Program Structs.
 _SELECT_DOCUMENT = "SELECT document::text FROM programs WHERE store_id = $1 AND version = $2"
 # The compare-and-set that makes If-Match safe: concurrent publishers serialise on the store row
@@ -65,9 +76,15 @@ class LiveVersion(msgspec.Struct, frozen=True, kw_only=True):
     """Identifies the programs row (None for version 0)."""
 
 
-async def live(conn: Connection, *, store_id: str) -> LiveVersion | None:
-    """The store's live version and its row token, in one primary-key lookup each; None: no store."""
-    row = await conn.fetchrow(_SELECT_LIVE, store_id)
+async def live(conn: Connection, *, store_id: str, lock_order: str | None = None) -> LiveVersion | None:
+    """The store's live version and its row token, in one primary-key lookup each; None: no store.
+
+    With `lock_order`, also takes that order's key lock (`orders.lock_order_key`) first.
+    """
+    if lock_order is None:
+        row = await conn.fetchrow(_SELECT_LIVE, store_id)
+    else:
+        row = await conn.fetchrow(_SELECT_LIVE_LOCKING_ORDER, store_id, lock_order)
     return None if row is None else msgspec.convert(row, LiveVersion, from_attributes=True)
 
 

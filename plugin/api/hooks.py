@@ -64,9 +64,24 @@ async def standard(
     `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
     is checked before the body is parsed; a bad one is 401 and nothing is written."""
     body = await request.body()
-    store = await _store(conn, store_id)
+    store, cached = await runtime.hook_stores.get(conn, store_id)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
     now = runtime.clock()
-    event_id = signing.verify(store.webhook_secret, headers=request.headers, body=body, now=now.timestamp())
+    try:
+        event_id = signing.verify(
+            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
+        )
+    except signing.InvalidSignature:
+        if not cached:
+            raise
+        # The secret may have been rotated since the row was cached: check once with the current one.
+        store, _ = await runtime.hook_stores.get(conn, store_id, fresh=True)
+        if store is None:
+            raise NotFound(f"no store {store_id}") from None
+        event_id = signing.verify(
+            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
+        )
     event_type, event = decode_envelope(body)
     outcome = await inbox.receive(
         conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now

@@ -1,0 +1,47 @@
+"""The store rows webhook routes verify and translate with, kept in-process for a few seconds.
+
+Every delivery needs its store's secret, currency and time zone before anything else; reading
+them per request was a round trip in the hot path. A cached row can be stale only in its secret
+(currency and time zone are fixed at creation), so a route that fails a signature check with a
+cached row asks again with `fresh=True` once: a just-rotated secret costs one extra lookup.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from loyalty.repository import Connection
+from loyalty.repository import stores as stores_repo
+from loyalty.repository.stores import StoreRow
+
+TTL_SECONDS = 10.0
+MAX_STORES = 4096
+
+
+class StoreCache:
+    """Store rows by id for `ttl` seconds; an unknown store is never cached."""
+
+    def __init__(self, ttl: float = TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._rows: OrderedDict[str, tuple[float, StoreRow]] = OrderedDict()
+
+    async def get(
+        self, conn: Connection, store_id: str, *, fresh: bool = False
+    ) -> tuple[StoreRow | None, bool]:
+        """The store (None: no such store) and whether it came from the cache."""
+        now = self._clock()
+        cached = None if fresh else self._rows.get(store_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1], True
+        store = await stores_repo.get_store(conn, store_id=store_id)
+        if store is None:
+            self._rows.pop(store_id, None)
+            return None, False
+        self._rows[store_id] = (now, store)
+        self._rows.move_to_end(store_id)
+        while len(self._rows) > MAX_STORES:
+            self._rows.popitem(last=False)
+        return store, False
