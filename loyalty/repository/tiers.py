@@ -30,17 +30,7 @@ WITH metrics AS (
            coalesce(CASE $3::text WHEN 'spend' THEN o.spend WHEN 'points' THEN o.points
                     ELSE o.orders END, 0) AS metric
     FROM members m
-    LEFT JOIN (
-        SELECT customer_id,
-               sum(subtotal - refunded)::bigint AS spend,
-               sum(points - points_reversed)::bigint AS points,
-               count(*) AS orders
-        FROM orders
-        WHERE store_id = $1::text AND status = 'paid'
-          AND placed_at > $2::timestamptz - make_interval(days => $4::int)
-          AND placed_at <= $2::timestamptz {orders_filter}
-        GROUP BY customer_id
-    ) o ON o.customer_id = m.customer_id
+    {orders_join}
     WHERE m.store_id = $1::text AND m.erased_at IS NULL {members_filter}
 ),
 indexed AS (
@@ -84,6 +74,7 @@ _APPLY = """
     WHERE m.store_id = $1::text AND m.customer_id = e.customer_id
       AND (e.transition IS NOT NULL OR e.new_below_since IS DISTINCT FROM e.old_below_since)
       AND m.tier_code = e.from_tier AND m.below_since IS NOT DISTINCT FROM e.old_below_since
+      {members_filter}
     RETURNING e.customer_id, e.from_tier, e.to_tier, e.transition, e.metric
 ),
 changes AS (
@@ -120,13 +111,33 @@ GROUP BY from_tier, to_tier, transition IS NULL
 ORDER BY from_tier, to_tier
 """
 
-_ALL = {"orders_filter": "", "members_filter": ""}
+# A store-wide pass aggregates the window's orders once and hashes them onto the members.
+_ALL = {
+    "orders_join": """LEFT JOIN (
+        SELECT customer_id, sum(subtotal - refunded)::bigint AS spend,
+               sum(points - points_reversed)::bigint AS points, count(*) AS orders
+        FROM orders
+        WHERE store_id = $1::text AND status = 'paid'
+          AND placed_at > $2::timestamptz - make_interval(days => $4::int) AND placed_at <= $2::timestamptz
+        GROUP BY customer_id
+    ) o ON o.customer_id = m.customer_id""",
+    "members_filter": "",
+}
+# A few members (each order, refund, cancellation): their own orders through the (store, customer)
+# index, member by member. As a join over the whole window, a plan cached while the tables were
+# small keeps scanning every order of the store as they grow.
 _SOME = {
-    "orders_filter": "AND customer_id = ANY($10::text[])",
+    "orders_join": """LEFT JOIN LATERAL (
+        SELECT sum(subtotal - refunded)::bigint AS spend,
+               sum(points - points_reversed)::bigint AS points, count(*) AS orders
+        FROM orders
+        WHERE store_id = m.store_id AND customer_id = m.customer_id AND status = 'paid'
+          AND placed_at > $2::timestamptz - make_interval(days => $4::int) AND placed_at <= $2::timestamptz
+    ) o ON true""",
     "members_filter": "AND m.customer_id = ANY($10::text[])",
 }
-_APPLY_ALL = _EVALUATED.format(**_ALL) + _APPLY + _RETURN_COUNT
-_APPLY_SOME = _EVALUATED.format(**_SOME) + _APPLY + _RETURN_CHANGES
+_APPLY_ALL = (_EVALUATED + _APPLY).format(**_ALL) + _RETURN_COUNT
+_APPLY_SOME = (_EVALUATED + _APPLY).format(**_SOME) + _RETURN_CHANGES
 _PREVIEW_ALL = _EVALUATED.format(**_ALL) + _PREVIEW
 EVALUATED_ALL = _EVALUATED.format(**_ALL)
 """The `evaluated` CTE over every member, for statements that need each member's metric and level

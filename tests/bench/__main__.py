@@ -34,7 +34,7 @@ from plugin import database, embedded
 from plugin.migrations import migrate
 from tests.bench import report
 from tests.bench.loadgen import build_request, fetch, run_load
-from tests.bench.scenarios import HOST_HEADER, SCENARIOS, BenchContext, Scenario
+from tests.bench.scenarios import HOST_HEADER, PLATFORM_SECRETS, SCENARIOS, BenchContext, Scenario
 from tests.bench.servers import (
     APPS,
     DEFAULT_SERVERS,
@@ -128,7 +128,9 @@ async def _migrate(database_url: str) -> None:
 
 
 async def _create_store(patron: RunningServer) -> StoreCreated:
-    body = b'{"name": "Bench shop", "currency": "EUR", "timezone": "UTC"}'
+    body = msgspec.json.encode(
+        {"name": "Bench shop", "currency": "EUR", "timezone": "UTC", "platform_secrets": PLATFORM_SECRETS}
+    )
     request = build_request(
         "POST",
         "/v1/admin/stores",
