@@ -19,6 +19,7 @@ from plugin import database, embedded
 from plugin.lifespan import make_worker, open_runtime
 from plugin.logs import configure_logging
 from plugin.migrations import migrate
+from plugin.recommender_cli import add_commands as add_recommender_commands
 from plugin.runtime import Runtime
 from plugin.settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timezone", default="UTC")
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(run=store_create)
+
+    add_recommender_commands(commands, common, _with_runtime)
     return parser
 
 

@@ -10,7 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from plugin.api import admin, health, hooks, me
+from plugin.api import admin, health, hooks, me, recommendations
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
@@ -18,7 +18,14 @@ from plugin.lifespan import lifespan
 from plugin.logs import RequestIdMiddleware
 from plugin.settings import Settings, load_settings
 
-ROUTE_HANDLERS = [health.health, health.ready, admin.AdminController, me.me, hooks.standard]
+ROUTE_HANDLERS = [
+    health.health,
+    health.ready,
+    admin.AdminController,
+    me.me,
+    hooks.standard,
+    recommendations.recommendations,
+]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""LightFM, and nothing else of it: the only module that imports `lightfm`.
+
+Training returns plain numpy arrays (`Embeddings`): member and product representations with their
+biases, already multiplied through the feature matrices. That is all serving and evaluation need,
+and it is what the artifact stores, so no LightFM object is ever pickled or loaded by an API process.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from lightfm import LightFM
+from numpy.typing import NDArray
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """LightFM's knobs. Defaults are what evaluation chose (see EVALUATION.md for what was tried)."""
+
+    loss: str = "warp"
+    components: int = 48
+    epochs: int = 25
+    learning_rate: float = 0.05
+    item_alpha: float = 1e-6
+    user_alpha: float = 1e-6
+    max_sampled: int = 30
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Members and products as vectors: score(u, i) = user_vectors[u] * item_vectors[i] + item_bias[i]
+    (the member's own bias does not change their ranking, so it is not kept)."""
+
+    user_vectors: NDArray[np.float32]
+    item_vectors: NDArray[np.float32]
+    item_bias: NDArray[np.float32]
+
+    def scores(self, users: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Scores of every product for the given members, as one matrix product."""
+        out: NDArray[np.float32] = self.user_vectors[users] @ self.item_vectors.T
+        out += self.item_bias
+        return out
+
+    def to_bytes(self) -> bytes:
+        """An `.npz` of plain arrays (no pickled objects), for the artifact row."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer, user_vectors=self.user_vectors, item_vectors=self.item_vectors, item_bias=self.item_bias
+        )
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Embeddings:
+        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+            return cls(
+                user_vectors=arrays["user_vectors"],
+                item_vectors=arrays["item_vectors"],
+                item_bias=arrays["item_bias"],
+            )
+
+
+def fit(
+    interactions: sp.coo_matrix,
+    *,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    sample_weight: sp.coo_matrix | None = None,
+    hyper: Hyper | None = None,
+    threads: int = 1,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Embeddings:
+    """Train LightFM epoch by epoch (reporting `progress(epoch, epochs)`) and return the embeddings."""
+    hyper = hyper or Hyper()
+    model = LightFM(
+        loss=hyper.loss,
+        no_components=hyper.components,
+        learning_rate=hyper.learning_rate,
+        item_alpha=hyper.item_alpha,
+        user_alpha=hyper.user_alpha,
+        max_sampled=hyper.max_sampled,
+        random_state=np.random.RandomState(seed),
+    )
+    user_features = user_features.astype(np.float32).tocsr()
+    item_features = item_features.astype(np.float32).tocsr()
+    for epoch in range(hyper.epochs):
+        model.fit_partial(
+            interactions,
+            user_features=user_features,
+            item_features=item_features,
+            sample_weight=sample_weight,
+            epochs=1,
+            num_threads=threads,
+        )
+        if progress is not None:
+            progress(epoch + 1, hyper.epochs)
+    _, user_vectors = model.get_user_representations(user_features)
+    item_bias, item_vectors = model.get_item_representations(item_features)
+    return Embeddings(
+        user_vectors=np.ascontiguousarray(user_vectors, dtype=np.float32),
+        item_vectors=np.ascontiguousarray(item_vectors, dtype=np.float32),
+        item_bias=np.ascontiguousarray(item_bias, dtype=np.float32),
+    )
