@@ -16,7 +16,9 @@ async def home() -> str:
 
 
 async def test_mounted_under_a_prefix_beside_host_routes(settings: Settings) -> None:
-    app = Litestar(route_handlers=[home], plugins=[PatronPlugin(PatronConfig(settings=settings, path="/loyalty"))])
+    app = Litestar(
+        route_handlers=[home], plugins=[PatronPlugin(PatronConfig(settings=settings, path="/loyalty"))]
+    )
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:

@@ -105,8 +105,16 @@ async def insert(conn: Connection, store_id: str, lines: list[Line]) -> None:
         "INSERT INTO products (store_id, product_id, title, category, brand, price, tags, consumable_days)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [
-            (store_id, p["product_id"], p["title"], p["category"], p["brand"], p["price"], p["tags"],
-             p["consumable_days"])
+            (
+                store_id,
+                p["product_id"],
+                p["title"],
+                p["category"],
+                p["brand"],
+                p["price"],
+                p["tags"],
+                p["consumable_days"],
+            )
             for p in catalogue
         ],
     )

@@ -96,22 +96,44 @@ async def test_interactions_from_postgres_are_net_of_refunds_and_cancellations(
     client: httpx.AsyncClient, store: StoreCreated, runtime: Runtime
 ) -> None:
     ada = make_customer(customer_id="ada")
-    first = make_order(customer=ada, placed_at="2026-03-01T10:00:00Z",
-                       lines=[make_line(line_id="x", product_id="p1", quantity=3)])
-    second = make_order(customer=ada, placed_at="2026-03-11T10:00:00Z",
-                        lines=[make_line(line_id="y", product_id="p1", quantity=1),
-                               make_line(line_id="z", product_id="p2", quantity=2)])
-    third = make_order(customer=ada, placed_at="2026-03-21T10:00:00Z",
-                       lines=[make_line(line_id="w", product_id="p1", quantity=1)])
-    cancelled = make_order(customer=ada, placed_at="2026-03-25T10:00:00Z",
-                           lines=[make_line(line_id="v", product_id="p3", quantity=1)])
+    first = make_order(
+        customer=ada,
+        placed_at="2026-03-01T10:00:00Z",
+        lines=[make_line(line_id="x", product_id="p1", quantity=3)],
+    )
+    second = make_order(
+        customer=ada,
+        placed_at="2026-03-11T10:00:00Z",
+        lines=[
+            make_line(line_id="y", product_id="p1", quantity=1),
+            make_line(line_id="z", product_id="p2", quantity=2),
+        ],
+    )
+    third = make_order(
+        customer=ada,
+        placed_at="2026-03-21T10:00:00Z",
+        lines=[make_line(line_id="w", product_id="p1", quantity=1)],
+    )
+    cancelled = make_order(
+        customer=ada,
+        placed_at="2026-03-25T10:00:00Z",
+        lines=[make_line(line_id="v", product_id="p3", quantity=1)],
+    )
     for order in (first, second, third, cancelled):
         assert (await send(client, store, "order.paid", order)).status_code == 200
-    refund = {"order_id": second["order_id"], "refund_id": "r1", "amount": 2000,
-              "lines": [{"line_id": "z", "quantity": 2}]}
+    refund = {
+        "order_id": second["order_id"],
+        "refund_id": "r1",
+        "amount": 2000,
+        "lines": [{"line_id": "z", "quantity": 2}],
+    }
     assert (await send(client, store, "order.refunded", refund)).status_code == 200
-    partial = {"order_id": first["order_id"], "refund_id": "r2", "amount": 1000,
-               "lines": [{"line_id": "x", "quantity": 1}]}
+    partial = {
+        "order_id": first["order_id"],
+        "refund_id": "r2",
+        "amount": 1000,
+        "lines": [{"line_id": "x", "quantity": 1}],
+    }
     assert (await send(client, store, "order.refunded", partial)).status_code == 200
     await send(client, store, "order.cancelled", {"order_id": cancelled["order_id"]})
 
@@ -119,8 +141,12 @@ async def test_interactions_from_postgres_are_net_of_refunds_and_cancellations(
     async with runtime.pool.acquire() as conn:
         catalogue = await repository.catalogue(conn, store_id=store.store_id)
         pairs = await repository.interactions(
-            conn, store_id=store.store_id, catalogue=catalogue, since=datetime(2026, 1, 1, tzinfo=UTC),
-            until=until, half_life_days=10.0,
+            conn,
+            store_id=store.store_id,
+            catalogue=catalogue,
+            since=datetime(2026, 1, 1, tzinfo=UTC),
+            until=until,
+            half_life_days=10.0,
         )
     assert catalogue.product.tolist() == ["p1", "p2", "p3"]  # products from order lines
     assert pairs.members.tolist() == ["ada"]
@@ -134,8 +160,9 @@ async def test_interactions_from_postgres_are_net_of_refunds_and_cancellations(
     assert pairs.recency[k] == pytest.approx(sum(0.5 ** (a / 10) for a in ages))
 
 
-async def test_postgres_and_numpy_paths_agree(client: httpx.AsyncClient, store: StoreCreated,
-                                              runtime: Runtime) -> None:
+async def test_postgres_and_numpy_paths_agree(
+    client: httpx.AsyncClient, store: StoreCreated, runtime: Runtime
+) -> None:
     lines = synthetic.history(members_per_group=5, days=90)
     purchases, catalogue, _ = synthetic.as_arrays(lines)
     until = synthetic.START.timestamp() + 80 * DAY
@@ -144,13 +171,22 @@ async def test_postgres_and_numpy_paths_agree(client: httpx.AsyncClient, store: 
         await synthetic.insert(conn, store.store_id, lines)
         db_catalogue = await repository.catalogue(conn, store_id=store.store_id)
         got = await repository.interactions(
-            conn, store_id=store.store_id, catalogue=db_catalogue, since=synthetic.START,
-            until=datetime.fromtimestamp(until, UTC), half_life_days=30.0,
+            conn,
+            store_id=store.store_id,
+            catalogue=db_catalogue,
+            since=synthetic.START,
+            until=datetime.fromtimestamp(until, UTC),
+            half_life_days=30.0,
         )
     assert db_catalogue.product.tolist() == catalogue.product.tolist()
     order_e = np.lexsort((expected.item, expected.user))
     order_g = np.lexsort((got.item, got.user))
     assert got.members.tolist() == expected.members.tolist()
     for name in ("user", "item", "orders", "quantity", "recency", "first_at", "last_at", "median_gap"):
-        np.testing.assert_allclose(getattr(got, name)[order_g], getattr(expected, name)[order_e],
-                                   rtol=1e-9, equal_nan=True, err_msg=name)
+        np.testing.assert_allclose(
+            getattr(got, name)[order_g],
+            getattr(expected, name)[order_e],
+            rtol=1e-9,
+            equal_nan=True,
+            err_msg=name,
+        )
