@@ -206,15 +206,15 @@ def table(results: list[WindowResult], k: int) -> str:
         for method in BASELINES + PATRON:
             cells = []
             for target in ("any", "new"):
-                row = by.get(method, {}).get(target)
+                found = by.get(method, {}).get(target)
                 cells += (
                     ["—"] * 4
-                    if row is None
+                    if found is None
                     else [
-                        f"{row.precision:.4f}",
-                        f"{row.recall:.4f}",
-                        f"{row.ndcg:.4f}",
-                        f"{row.coverage:.3f}",
+                        f"{found.precision:.4f}",
+                        f"{found.recall:.4f}",
+                        f"{found.ndcg:.4f}",
+                        f"{found.coverage:.3f}",
                     ]
                 )
             out.append(f"| {method} | " + " | ".join(cells) + " |")

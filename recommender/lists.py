@@ -8,6 +8,7 @@ the two by their calibrated probabilities.
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,43 +164,62 @@ def discover(
     context: Context,
     k: int,
     users: Ints,
-    chunk: int = 4096,
+    chunk: int = 1024,
+    threads: int = 1,
 ) -> tuple[Ints, NDArray[np.float32], NDArray[np.int8]]:
-    """Products each member never bought, ranked by P(bought within the horizon), chunk by chunk."""
+    """Products each member never bought, ranked by P(bought within the horizon).
+
+    Within a member the ranker's logit is a_u * (u . v_i + b_i) + c * popularity_i plus member terms,
+    so each chunk of members is ranked by one matrix product of augmented matrices
+    [a_u u, a_u, 1] x [v_i, b_i, c popularity_i]; bought products are masked, `top_k` picks, and the
+    calibrated probability is computed for the k survivors only. Chunks run on `threads` threads
+    (numpy and BLAS release the GIL)."""
     emb = rec.embeddings
-    scale_std = rec.discover.coef / rec.discover.scale
-    weight_z, weight_pop = float(scale_std[0]), float(scale_std[1])
-    item_term = (weight_pop * context.popularity).astype(np.float32)
-    item_term[~catalogue.active] = -np.inf
+    per_unit = rec.discover.coef / rec.discover.scale
+    weight_z, weight_pop = float(per_unit[0]), float(per_unit[1])
+    # Inactive products get a hopeless item term (finite: BLAS kernels may turn 0 x inf into NaN).
+    item_term = np.where(catalogue.active, weight_pop * context.popularity, -1e30).astype(np.float32)
+    items_matrix = np.hstack([emb.item_vectors, emb.item_bias[:, None], item_term[:, None]]).astype(
+        np.float32
+    )
+    items_t = np.ascontiguousarray(items_matrix.T)
+    scale = (weight_z / context.score_scale).astype(np.float32)
     by_user = np.argsort(pairs.user, kind="stable")
     starts = np.searchsorted(pairs.user[by_user], np.arange(pairs.n_users + 1))
     items_out = np.full((len(users), k), -1, dtype=np.int64)
     scores_out = np.full((len(users), k), -np.inf, dtype=np.float32)
     reasons_out = np.full((len(users), k), SIMILAR_MEMBERS, dtype=np.int8)
-    for lo in range(0, len(users), chunk):
+
+    def one(lo: int) -> None:
         block = users[lo : lo + chunk]
-        raw = emb.user_vectors[block] @ emb.item_vectors.T
-        raw += emb.item_bias
-        user_weight = (weight_z / context.score_scale[block]).astype(np.float32)
-        ranked = raw * user_weight[:, None] + item_term
+        a = scale[block][:, None]
+        members = np.hstack([emb.user_vectors[block] * a, a, np.ones_like(a)]).astype(np.float32)
+        ranked = members @ items_t
         # Mask what each member already bought: their pairs, gathered without a Python loop.
         counts = starts[block + 1] - starts[block]
         rows = np.repeat(np.arange(len(block)), counts)
         offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         ranked[rows, pairs.item[by_user[np.repeat(starts[block], counts) + offsets]]] = -np.inf
-        items, _ = top_k(ranked, k)
-        valid = items >= 0
+        items, values = top_k(ranked, k)
+        valid = (items >= 0) & (values > -1e29)
         safe = np.maximum(items, 0)
         member = np.repeat(block, k)
-        features = ranking.discover_features(
-            member, safe.ravel(), context, np.take_along_axis(raw, safe, axis=1).ravel().astype(np.float64)
-        )
+        raw = ranking.pair_scores(emb, member, safe.ravel())
+        features = ranking.discover_features(member, safe.ravel(), context, raw)
         prob = ranking.sigmoid(rec.discover.logit(features)).reshape(len(block), k)
         z_part = weight_z * features[:, 0].reshape(len(block), k)
         pop_part = weight_pop * features[:, 1].reshape(len(block), k)
-        items_out[lo : lo + len(block)] = items
+        items_out[lo : lo + len(block)] = np.where(valid, items, -1)
         scores_out[lo : lo + len(block)] = np.where(valid, prob, -np.inf)
         reasons_out[lo : lo + len(block)] = np.where(z_part >= pop_part, SIMILAR_MEMBERS, POPULAR_NOW)
+
+    starts_of_chunks = range(0, len(users), chunk)
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(one, starts_of_chunks))
+    else:
+        for lo in starts_of_chunks:
+            one(lo)
     return items_out, scores_out, reasons_out
 
 
@@ -221,7 +241,8 @@ def compute(
     *,
     k: int,
     users: Ints | None = None,
-    chunk: int = 4096,
+    chunk: int = 1024,
+    threads: int = 1,
 ) -> TopLists:
     """All three lists for `users` (indexes into `pairs.members`; default every member with history).
     `pairs` must be indexed like the model: the same members and catalogue it was trained on."""
@@ -230,7 +251,7 @@ def compute(
     r = rhythm(pairs, catalogue)
     chosen = np.arange(pairs.n_users) if users is None else users
     again_items, again_scores, again_reasons = buy_again(rec, pairs, catalogue, context, k, r)
-    found = discover(rec, pairs, catalogue, context, k, chosen, chunk)
+    found = discover(rec, pairs, catalogue, context, k, chosen, chunk, threads)
     source, position = mix(again_scores[chosen], found[1], k)
     return TopLists(
         members=pairs.members[chosen],

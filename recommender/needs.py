@@ -49,7 +49,8 @@ class Rhythm:
     def due_ratio(self, interactions: Interactions) -> Floats:
         """Days since the last purchase over the rhythm: 1.0 means due now, 2.0 twice overdue."""
         since = (interactions.until - interactions.last_at) / SECONDS_PER_DAY
-        return np.divide(since, self.days, out=np.full(len(since), np.nan), where=self.days > 0)
+        ratio: Floats = np.divide(since, self.days, out=np.full(len(since), np.nan), where=self.days > 0)
+        return ratio
 
 
 def _population(keys: NDArray[np.int64], own: Floats, n: int) -> tuple[Floats, Floats]:

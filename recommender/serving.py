@@ -158,15 +158,20 @@ async def switch(redis: Redis, *, store_id: str, version: int) -> None:
     """Point `live` at `version` (one SET) and drop every version but it and the one before it
     (kept for readers still caching the old number for a second)."""
     versions_key = f"{PREFIX}{store_id}:versions"
-    await redis.sadd(versions_key, version)  # type: ignore[misc]
+    await redis.sadd(versions_key, version)
     await redis.set(live_key(store_id), version)
-    known = sorted(int(v) for v in await redis.smembers(versions_key))  # type: ignore[misc]
+    known = sorted(int(v) for v in await redis.smembers(versions_key))
     older = [v for v in known if v < version]
     for old in older[:-1]:
         keys = [version_key(store_id, old, f"b{b}") for b in range(BUCKETS)]
         keys += [version_key(store_id, old, "products"), version_key(store_id, old, "popular")]
         await redis.unlink(*keys)
-        await redis.srem(versions_key, old)  # type: ignore[misc]
+        await redis.srem(versions_key, old)
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    """Redis answers bytes (the client does not decode); the union is the client's typing."""
+    return value.encode() if isinstance(value, str) else value
 
 
 class Reader:
@@ -194,7 +199,7 @@ class Reader:
         key = (store_id, version)
         ids = self._products.get(key)
         if ids is None:
-            raw = await self._redis.get(version_key(store_id, version, "products"))
+            raw = _bytes(await self._redis.get(version_key(store_id, version, "products")))
             ids = raw.decode().split("\n") if raw else []
             self._products[key] = ids
             while len(self._products) > self._max_versions:
@@ -208,11 +213,10 @@ class Reader:
         version = await self.live_version(store_id)
         if version is None:
             return [], None
-        raw = await self._redis.hget(
-            version_key(store_id, version, f"b{bucket_of(customer_id)}"), customer_id
-        )
+        bucket = version_key(store_id, version, f"b{bucket_of(customer_id)}")
+        raw = _bytes(await self._redis.hget(bucket, customer_id))
         if raw is None:
-            raw = await self._redis.get(version_key(store_id, version, "popular"))
+            raw = _bytes(await self._redis.get(version_key(store_id, version, "popular")))
             if raw is None:
                 return [], version
         k = len(raw) // ROW_BYTES_PER_SLOT
@@ -229,7 +233,7 @@ class Reader:
             items = np.where(source < 0, -1, items)
             scores = np.where(take_again, row["again_score"][position], row["discover_score"][position])
             reasons = np.where(take_again, row["again_reason"][position], row["discover_reason"][position])
-        out = []
+        out: list[tuple[str, float, str]] = []
         for item, value, reason in zip(items.tolist(), scores.tolist(), reasons.tolist(), strict=True):
             if item < 0 or len(out) >= limit:
                 break

@@ -43,7 +43,7 @@ def provide_reader(state: State, runtime: NamedDependency[Runtime]) -> Reader:
     if reader is None:
         reader = Reader(runtime.redis)
         state["recommendation_reader"] = reader
-    return reader  # type: ignore[no-any-return]
+    return reader
 
 
 @get(

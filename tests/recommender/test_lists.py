@@ -62,11 +62,12 @@ def _context(rec: Recommender, pairs: Interactions, catalogue: Catalogue) -> Con
     return Context.build(pairs, rec.embeddings, lists.recent_buyers(pairs, N_ITEMS, rec.popularity_days))
 
 
-def test_discover_equals_brute_force() -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_discover_equals_brute_force(threads: int) -> None:
     rec, pairs, catalogue = _world()
     context = _context(rec, pairs, catalogue)
     users = np.arange(pairs.n_users)
-    items, scores, _ = lists.discover(rec, pairs, catalogue, context, K, users, chunk=7)
+    items, scores, _ = lists.discover(rec, pairs, catalogue, context, K, users, chunk=7, threads=threads)
     for u in users:
         bought = set(pairs.item[pairs.user == u].tolist())
         candidates = np.array([i for i in range(N_ITEMS) if i not in bought and catalogue.active[i]])
@@ -160,3 +161,20 @@ def test_top_k_equals_a_full_sort(k: int) -> None:
         finite = np.flatnonzero(np.isfinite(scores[row]))
         expected = finite[np.argsort(-scores[row][finite], kind="stable")][:k].tolist()
         assert items[row].tolist() == expected + [-1] * (k - len(expected))
+
+
+@pytest.mark.parametrize(("n_cols", "k"), [(5008, 20), (4099, 50), (20000, 7), (10000, 50)])
+def test_top_k_with_candidate_blocks_equals_a_full_sort(n_cols: int, k: int) -> None:
+    rng = np.random.default_rng(n_cols)
+    scores = rng.normal(size=(50, n_cols)).astype(np.float32)
+    scores[0, :] = -np.inf
+    scores[1, : n_cols - 5] = -np.inf  # fewer finite values than k
+    scores[2, ::3] = -np.inf
+    scores[3] += np.linspace(0, 3, n_cols, dtype=np.float32)  # the best all in the last columns
+    scores[4, 7::11] += 10  # the best spread over many blocks
+    items, values = top_k(scores, k)
+    for row in range(50):
+        finite = np.flatnonzero(np.isfinite(scores[row]))
+        expected = finite[np.argsort(-scores[row][finite], kind="stable")][:k].tolist()
+        assert items[row].tolist() == expected + [-1] * (k - len(expected))
+        np.testing.assert_array_equal(values[row][: len(expected)], scores[row][expected])
