@@ -1,4 +1,5 @@
-"""The bars Patron's lists are measured against: popularity, the buy-again rule and implicit ALS.
+"""The bars Patron's lists are measured against: the buy-again rule and implicit ALS (popularity is
+`lists.recent_buyers` and a bincount, see `evaluate`).
 
 All return dense (members x products) score matrices for the evaluated members; higher is better,
 -inf means "never recommend". Evaluation-sized only (thousands of members).
@@ -10,21 +11,9 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from recommender.dataset import SECONDS_PER_DAY, Interactions, Purchases
+from recommender.dataset import Interactions
 
 Dense = NDArray[np.float64]
-
-
-def popularity(
-    purchases: Purchases, product_index: NDArray[np.int64], n_items: int, *, since: float, until: float
-) -> NDArray[np.float64]:
-    """Distinct members who bought each product in [since, until): what most stores show by default."""
-    keep = (purchases.at >= since) & (purchases.at < until) & (product_index >= 0)
-    _, first = np.unique(
-        np.char.add(np.char.add(purchases.member[keep], "\x00"), purchases.product[keep]), return_index=True
-    )
-    items = product_index[keep][first]
-    return np.bincount(items, minlength=n_items).astype(np.float64)
 
 
 def buy_again_rule(interactions: Interactions, n_items: int, users: NDArray[np.int64]) -> Dense:
@@ -113,7 +102,3 @@ def _scatter(rows: NDArray[np.int64], values: Dense, n: int) -> Dense:
     picker = sp.csr_matrix((np.ones(len(rows)), (rows, np.arange(len(rows)))), shape=(n, len(rows)))
     out: Dense = picker @ values
     return out
-
-
-def days_since(interactions: Interactions) -> Dense:
-    return (interactions.until - interactions.last_at) / SECONDS_PER_DAY

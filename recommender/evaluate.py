@@ -9,7 +9,6 @@ it competes on the same ground as `discover`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
@@ -219,6 +218,3 @@ def table(results: list[WindowResult], k: int) -> str:
                 )
             out.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-Progress = Callable[[str, int, int], None]

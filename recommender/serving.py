@@ -13,6 +13,7 @@ The API reads the live version (cached for a second or two), then one HGET; it n
 
 from __future__ import annotations
 
+import struct
 import time
 import zlib
 from collections import OrderedDict
@@ -48,6 +49,8 @@ def row_dtype(k: int) -> np.dtype[np.void]:
 
 
 ROW_BYTES_PER_SLOT = row_dtype(1).itemsize
+_INT = struct.Struct("<i")
+_HALF = struct.Struct("<e")
 
 
 def live_key(store_id: str) -> str:
@@ -219,23 +222,34 @@ class Reader:
             raw = _bytes(await self._redis.get(version_key(store_id, version, "popular")))
             if raw is None:
                 return [], version
-        k = len(raw) // ROW_BYTES_PER_SLOT
-        row = np.frombuffer(raw, dtype=row_dtype(k), count=1)[0]
         ids = await self._product_ids(store_id, version)
-        if list_name == "buy_again":
-            items, scores, reasons = row["again_item"], row["again_score"], row["again_reason"]
-        elif list_name == "discover":
-            items, scores, reasons = row["discover_item"], row["discover_score"], row["discover_reason"]
-        else:
-            source, position = row["mixed_source"], row["mixed_position"].astype(np.int64)
-            take_again = source == 0
-            items = np.where(take_again, row["again_item"][position], row["discover_item"][position])
-            items = np.where(source < 0, -1, items)
-            scores = np.where(take_again, row["again_score"][position], row["discover_score"][position])
-            reasons = np.where(take_again, row["again_reason"][position], row["discover_reason"][position])
-        out: list[tuple[str, float, str]] = []
-        for item, value, reason in zip(items.tolist(), scores.tolist(), reasons.tolist(), strict=True):
-            if item < 0 or len(out) >= limit:
-                break
-            out.append((ids[item], round(float(value), 4), REASONS[reason]))
-        return out, version
+        return _decode(raw, list_name, limit, ids), version
+
+
+def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:
+    """The first `limit` entries of one list from a `row_dtype` row, with `struct` rather than numpy:
+    for ten entries, building arrays would cost more than the Redis round trip it follows."""
+    k = len(raw) // ROW_BYTES_PER_SLOT
+    lists = (0, 7 * k)  # byte offsets of buy-again's and discover's fields
+
+    def entry(which: int, position: int) -> tuple[int, float, int]:
+        base = lists[which]
+        item = _INT.unpack_from(raw, base + 4 * position)[0]
+        score = _HALF.unpack_from(raw, base + 4 * k + 2 * position)[0]
+        return item, score, raw[base + 6 * k + position]
+
+    if list_name == "mixed":
+        # -1 (no entry) reads back as 255 from the bytes; entries after the first empty one are empty.
+        picks = zip(raw[14 * k : 15 * k], raw[15 * k : 16 * k], strict=True)
+    else:
+        which = 0 if list_name == "buy_again" else 1
+        picks = zip([which] * k, range(k), strict=True)
+    out: list[tuple[str, float, str]] = []
+    for which, position in picks:
+        if which > 1 or len(out) >= limit:
+            break
+        item, score, reason = entry(which, position)
+        if item < 0:
+            break
+        out.append((ids[item], round(score, 4), REASONS[reason]))
+    return out

@@ -19,7 +19,6 @@ from recommender.dataset import (
     SECONDS_PER_DAY,
     Catalogue,
     FeatureWeights,
-    Floats,
     Interactions,
     Ints,
     MemberFacts,
@@ -240,9 +239,9 @@ def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
-def describe(rec: Recommender) -> dict[str, Floats | list[float]]:
-    """The rankers' weights by feature name, for the artifact's metrics and for people."""
+def describe(rec: Recommender) -> dict[str, dict[str, float]]:
+    """The rankers' weights by feature name (per standard deviation), for the artifact and people."""
     return {
-        "again": dict(zip(ranking.AGAIN_FEATURES, rec.again.coef.round(3).tolist(), strict=True)),  # type: ignore[dict-item]
-        "discover": dict(zip(ranking.DISCOVER_FEATURES, rec.discover.coef.round(3).tolist(), strict=True)),  # type: ignore[dict-item]
+        "again": dict(zip(ranking.AGAIN_FEATURES, rec.again.coef.round(3).tolist(), strict=True)),
+        "discover": dict(zip(ranking.DISCOVER_FEATURES, rec.discover.coef.round(3).tolist(), strict=True)),
     }

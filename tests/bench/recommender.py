@@ -187,7 +187,7 @@ def bench_train(n_interactions: int, items: int, epochs: int | None, threads: in
             marks["t"] = now
             print(f"  {stage}: {stages[stage]} s", file=sys.stderr, flush=True)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     train(data, config, threads=threads, seed=0, report=report)
     return {
         "interactions": len(history.user),
@@ -197,6 +197,8 @@ def bench_train(n_interactions: int, items: int, epochs: int | None, threads: in
         "components": config.hyper.components,
         "threads": threads,
         "train_seconds": round(time.perf_counter() - started, 1),
+        "train_cpu_seconds": round(time.process_time() - cpu, 1),
+        "load_average": os.getloadavg()[0],
         "validation_fit_seconds": stages.get("validation model", 0.0),
         "final_fit_seconds": stages.get("final model", 0.0),
         "max_rss_mb_before": round(before),
@@ -238,7 +240,7 @@ async def _read(members: int, k: int, requests: int, concurrency: int) -> dict[s
     reader = serving.Reader(redis)
     names = pairs.members.tolist()
 
-    async def run(call: object) -> tuple[float, float]:
+    async def run(call: object, requests: int) -> tuple[float, list[float], float]:
         latencies: list[float] = []
         per_task = requests // concurrency
 
@@ -248,10 +250,10 @@ async def _read(members: int, k: int, requests: int, concurrency: int) -> dict[s
                 await call(names[(offset * per_task + i) % members])  # type: ignore[operator]
                 latencies.append(time.perf_counter() - t)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        return len(latencies) / elapsed, float(np.percentile(latencies, 99) * 1000)
+        elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+        return len(latencies) / elapsed, latencies, used / len(latencies)
 
     async def bare(_: str) -> None:
         await redis.get("bench:bare")
@@ -259,21 +261,40 @@ async def _read(members: int, k: int, requests: int, concurrency: int) -> dict[s
     async def recommend(cid: str) -> None:
         await reader.read(store, cid, list_name="mixed", limit=10)
 
-    results = {}
-    for _ in range(2):  # alternate, so drift of a busy machine lands on both
-        results["bare_get"] = await run(bare)
-        results["recommendations"] = await run(recommend)
+    # Short rounds, alternating, medians: on a shared machine, drift lands on both sides.
+    rounds = 7
+    through: dict[str, list[float]] = {"bare_get": [], "recommendations": []}
+    latencies: dict[str, list[float]] = {"bare_get": [], "recommendations": []}
+    cpu: dict[str, list[float]] = {"bare_get": [], "recommendations": []}
+    for _ in range(rounds):
+        for name, call in (("bare_get", bare), ("recommendations", recommend)):
+            rate, lat, per = await run(call, requests // rounds)
+            through[name].append(rate)
+            latencies[name] += lat
+            cpu[name].append(per)
+    results = {
+        name: (
+            float(np.median(through[name])),
+            float(np.percentile(latencies[name], 99) * 1000),
+            float(np.median(cpu[name]) * 1e6),
+        )
+        for name in through
+    }
     await redis.aclose()
     if handle is not None:
         handle.shutdown()
     return {
         "members_published": published.members,
         "publish_members_per_second": round(published.members / published.seconds),
+        "concurrency": concurrency,
         "bare_get_per_second": round(results["bare_get"][0]),
         "bare_get_p99_ms": round(results["bare_get"][1], 3),
+        "bare_get_cpu_us_per_request": round(results["bare_get"][2], 1),
         "recommendations_per_second": round(results["recommendations"][0]),
         "recommendations_p99_ms": round(results["recommendations"][1], 3),
+        "recommendations_cpu_us_per_request": round(results["recommendations"][2], 1),
         "ratio": round(results["recommendations"][0] / results["bare_get"][0], 3),
+        "load_average": os.getloadavg()[0],
     }
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from plugin.cli import main
 from recommender import evaluate, retail
 from recommender.model import Hyper
 from recommender.train import TrainConfig
@@ -132,3 +136,27 @@ def test_evaluation_beats_popularity_on_structured_data(tmp_path: Path) -> None:
     assert "| patron_mixed |" in table
     assert "any P@5" in table
     assert evaluate.as_json(results)[0]["cut"] == cut.date().isoformat()
+
+
+def test_patron_evaluate_csv_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "retail.csv.gz"
+    _write(path, _rows())
+    cut = (synthetic.START + timedelta(days=120)).date().isoformat()
+    argv = [
+        "evaluate",
+        "--csv",
+        str(path),
+        "--k",
+        "5",
+        "--epochs",
+        "3",
+        "--threads",
+        "1",
+        "--cut",
+        cut,
+        "--json",
+    ]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["cut"] == cut
+    assert {row["method"] for row in out[0]["rows"]} == set(evaluate.BASELINES + evaluate.PATRON)
