@@ -83,6 +83,21 @@ def fit_logistic(x: Floats, y: Floats, weight: Floats | None = None, *, l2: floa
     return Logistic(coef=beta[1:], mean=mean, scale=scale, intercept=float(beta[0]))
 
 
+def prior_rankers() -> tuple[Logistic, Logistic]:
+    """Weights for a store too young to fit its own (no purchases before the validation split, or none
+    after it): buy again by frequency, recency and need; discover by taste and popularity. Scores stay
+    in (0, 1) but are not calibrated until the store has a history to fit on."""
+    n_again, n_discover = len(AGAIN_FEATURES), len(DISCOVER_FEATURES)
+    again = np.zeros(n_again)
+    again[[0, 1, 2, 3]] = [1.0, -0.5, 0.5, 0.5]
+    discover = np.zeros(n_discover)
+    discover[[0, 1]] = [0.5, 0.5]
+    return (
+        Logistic(coef=again, mean=np.zeros(n_again), scale=np.ones(n_again), intercept=-2.0),
+        Logistic(coef=discover, mean=np.zeros(n_discover), scale=np.ones(n_discover), intercept=-5.0),
+    )
+
+
 def sigmoid(x: Floats) -> Floats:
     out: Floats = 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
     return out

@@ -204,16 +204,19 @@ def train(
     def stage(name: str) -> model.Progress | None:
         return None if report is None else (lambda done, total: report(name, done, total))
 
-    validation_embeddings = fit_embeddings(
-        data.validation,
-        data.catalogue,
-        data.facts,
-        config,
-        threads=threads,
-        seed=seed,
-        progress=stage("validation model"),
-    )
-    again, discover = fit_rankers(data, validation_embeddings, config, seed=seed)
+    if data.validation.n_users == 0 or data.labels.n_users == 0:
+        again, discover = ranking.prior_rankers()  # a store too young for a validation split
+    else:
+        validation_embeddings = fit_embeddings(
+            data.validation,
+            data.catalogue,
+            data.facts,
+            config,
+            threads=threads,
+            seed=seed,
+            progress=stage("validation model"),
+        )
+        again, discover = fit_rankers(data, validation_embeddings, config, seed=seed)
     embeddings = fit_embeddings(
         data.history,
         data.catalogue,

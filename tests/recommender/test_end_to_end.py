@@ -141,3 +141,21 @@ async def test_retraining_switches_versions(
 async def test_before_any_training_the_list_is_empty(client: httpx.AsyncClient, store: StoreCreated) -> None:
     body = (await _get(client, store, "a1")).json()
     assert body == {"items": [], "list": "mixed", "model_version": None}
+
+
+async def test_a_store_younger_than_the_horizon_still_trains(
+    client: httpx.AsyncClient, store: StoreCreated, runtime: Runtime
+) -> None:
+    recent = [line for line in synthetic.history() if line.placed_at > NOW - timedelta(days=20)]
+    async with runtime.pool.acquire() as conn:
+        async with conn.transaction():
+            await synthetic.insert(conn, store.store_id, recent)
+        done = await refresh(conn, runtime.redis, store_id=store.store_id, now=NOW, config=CONFIG, k=10)
+    assert done.version == 1
+    assert done.members == len({line.customer_id for line in recent})
+
+
+async def test_a_store_without_orders_is_left_alone(store: StoreCreated, runtime: Runtime) -> None:
+    async with runtime.pool.acquire() as conn:
+        done = await refresh(conn, runtime.redis, store_id=store.store_id, now=NOW, config=CONFIG)
+    assert done.version is None
