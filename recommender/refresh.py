@@ -44,10 +44,8 @@ def popularity(data: TrainingData, days: float) -> np.ndarray:
 
 
 def validation_metrics(data: TrainingData, rec: Recommender, k: int = 10) -> dict[str, float]:
-    """Precision@k of mixed and discover on the horizon after the validation split, as a health
-    figure kept with the artifact (the rankers were fitted on this split: it is optimistic)."""
-    if data.validation.n_users == 0 or data.labels.n_users == 0:
-        return {}
+    """Precision@k of mixed and discover of the validation-split model on the horizon after the split,
+    as a health figure kept with the artifact (the rankers were fitted on this split: optimistic)."""
     users, any_, new, _ = targets(data.validation, data.labels, len(data.catalogue.product))
     if len(users) == 0:
         return {}
@@ -78,12 +76,19 @@ async def refresh(
     if pairs.n_users == 0 or n_items == 0:
         return Refreshed(store_id, None, 0, n_items, 0, 0.0, 0.0, 0.0, {})
     started = time.perf_counter()
-    rec = await asyncio.to_thread(train, data, config, threads=threads, seed=seed, report=report)
+    measured: dict[str, float] = {}
+
+    def measure(validation: Recommender) -> None:
+        measured.update(validation_metrics(data, validation))
+
+    rec = await asyncio.to_thread(
+        train, data, config, threads=threads, seed=seed, report=report, on_validation=measure
+    )
     trained = time.perf_counter()
-    top = await asyncio.to_thread(lists.compute, rec, pairs, data.catalogue, k=k)
+    top = await asyncio.to_thread(lists.compute, rec, pairs, data.catalogue, k=k, threads=threads)
     computed = time.perf_counter()
     metrics: dict[str, object] = {
-        **validation_metrics(data, rec),
+        **measured,
         "rankers": describe(rec),
         "precompute_members_per_second": round(pairs.n_users / max(computed - trained, 1e-9)),
     }

@@ -198,11 +198,27 @@ def train(
     threads: int = 1,
     seed: int = 0,
     report: Report | None = None,
+    on_validation: Callable[[Recommender], None] | None = None,
 ) -> Recommender:
-    """Validation fit -> rankers -> final fit on the whole history."""
+    """Validation fit -> rankers -> final fit on the whole history. `on_validation` receives the
+    validation-split model (same rankers, validation embeddings) to measure it on its horizon."""
 
     def stage(name: str) -> model.Progress | None:
         return None if report is None else (lambda done, total: report(name, done, total))
+
+    def assemble(
+        pairs: Interactions, embeddings: Embeddings, again: Logistic, discover: Logistic
+    ) -> Recommender:
+        return Recommender(
+            members=pairs.members,
+            products=data.catalogue.product,
+            embeddings=embeddings,
+            again=again,
+            discover=discover,
+            half_life_days=config.half_life_days,
+            horizon_days=config.horizon_days,
+            popularity_days=config.popularity_days,
+        )
 
     if data.validation.n_users == 0 or data.labels.n_users == 0:
         again, discover = ranking.prior_rankers()  # a store too young for a validation split
@@ -217,6 +233,8 @@ def train(
             progress=stage("validation model"),
         )
         again, discover = fit_rankers(data, validation_embeddings, config, seed=seed)
+        if on_validation is not None:
+            on_validation(assemble(data.validation, validation_embeddings, again, discover))
     embeddings = fit_embeddings(
         data.history,
         data.catalogue,
@@ -226,16 +244,7 @@ def train(
         seed=seed,
         progress=stage("final model"),
     )
-    return Recommender(
-        members=data.history.members,
-        products=data.catalogue.product,
-        embeddings=embeddings,
-        again=again,
-        discover=discover,
-        half_life_days=config.half_life_days,
-        horizon_days=config.horizon_days,
-        popularity_days=config.popularity_days,
-    )
+    return assemble(data.history, embeddings, again, discover)
 
 
 def utc(seconds: float) -> datetime:

@@ -54,7 +54,7 @@ async def test_training_publishes_a_live_version(
     assert trained.version == 1
     assert trained.members == 80
     assert trained.products == 32
-    assert "validation_mixed_precision_at_10" in trained.metrics
+    assert trained.metrics["validation_mixed_precision_at_10"] > 0.1  # staples are bought again
     async with runtime.pool.acquire() as conn:
         assert await repository.live_version(conn, store_id=store.store_id) == 1
         data = await repository.model_arrays(conn, store_id=store.store_id, version=1)
