@@ -160,7 +160,7 @@ class FeatureWeights:
     brand: float = 0.5
     price: float = 0.25
     tags: float = 0.5
-    segment: float = 0.25
+    segment: float = 0.0
     favourites: float = 0.25
     min_tag_products: int = 3
     price_bands: int = 5
@@ -239,7 +239,8 @@ def item_features(
 def user_features(
     members: Strs, facts: MemberFacts | None, weights: FeatureWeights, *, identity_only: bool = False
 ) -> tuple[sp.csr_matrix, list[str]]:
-    """Users x features: identity, segment (tier) and favourite categories, weighted by `weights`."""
+    """Users x features: identity, segment (tier) and favourite categories, weighted by `weights`
+    (the segment's default weight is 0: see EVALUATION.md)."""
     n = len(members)
     identity = sp.identity(n, format="csr")
     names = [f"member:{m}" for m in members]
@@ -250,7 +251,9 @@ def user_features(
     pos = np.minimum(pos, max(len(order) - 1, 0))
     known = (facts.member[order][pos] == members) if len(order) else np.zeros(n, dtype=bool)
     rows = np.where(known, order[pos] if len(order) else 0, -1)
-    segment = np.array([facts.segment[r] if r >= 0 else "" for r in rows], dtype=np.str_)
+    segment = np.where(rows >= 0, facts.segment[np.maximum(rows, 0)] if len(order) else "", "").astype(
+        np.str_
+    )
     favourites = [facts.favourites[r] if r >= 0 else () for r in rows]
     seg_matrix, seg_names = _one_hot(segment, "segment")
     fav_matrix, fav_names = _multi_hot(favourites, "favourite", 1)

@@ -25,7 +25,7 @@ class Hyper:
 
     loss: str = "warp"
     components: int = 48
-    epochs: int = 25
+    epochs: int = 30
     learning_rate: float = 0.05
     item_alpha: float = 1e-6
     user_alpha: float = 1e-6

@@ -33,6 +33,7 @@ AGAIN_FEATURES = (
     "member_idle",
 )
 DISCOVER_FEATURES = ("model_z", "log_popularity", "member_breadth", "member_idle")
+PAIR_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,11 @@ def discover_features(
 
 
 def pair_scores(embeddings: Embeddings, users: NDArray[np.int64], items: NDArray[np.int64]) -> Floats:
-    """LightFM scores of given (member, product) pairs, without the full matrix."""
-    dots = np.einsum("ij,ij->i", embeddings.user_vectors[users], embeddings.item_vectors[items])
-    out: Floats = (dots + embeddings.item_bias[items]).astype(np.float64)
+    """LightFM scores of given (member, product) pairs, without the full matrix; in chunks, so that
+    millions of pairs never gather millions of embedding rows at once."""
+    out: Floats = np.empty(len(users), dtype=np.float64)
+    for lo in range(0, len(users), PAIR_CHUNK):
+        u, i = users[lo : lo + PAIR_CHUNK], items[lo : lo + PAIR_CHUNK]
+        dots = np.einsum("ij,ij->i", embeddings.user_vectors[u], embeddings.item_vectors[i])
+        out[lo : lo + PAIR_CHUNK] = dots + embeddings.item_bias[i]
     return out

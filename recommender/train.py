@@ -154,6 +154,24 @@ def _label_keys(pairs: Interactions, labels: Interactions, n_items: int) -> Ints
     return keys
 
 
+MAX_FIT_ROWS = 2_000_000
+
+
+def _subset(pairs: Interactions, rows: Ints) -> Interactions:
+    return Interactions(
+        members=pairs.members,
+        user=pairs.user[rows],
+        item=pairs.item[rows],
+        orders=pairs.orders[rows],
+        quantity=pairs.quantity[rows],
+        recency=pairs.recency[rows],
+        first_at=pairs.first_at[rows],
+        last_at=pairs.last_at[rows],
+        median_gap=pairs.median_gap[rows],
+        until=pairs.until,
+    )
+
+
 def fit_rankers(
     data: TrainingData, embeddings: Embeddings, config: TrainConfig, *, seed: int = 0
 ) -> tuple[Logistic, Logistic]:
@@ -163,14 +181,18 @@ def fit_rankers(
     context = Context.build(pairs, embeddings, recent_buyers(pairs, n_items, config.popularity_days))
     positive = np.unique(_label_keys(pairs, data.labels, n_items))
     history_keys = pairs.user * n_items + pairs.item
-    scores = ranking.pair_scores(embeddings, pairs.user, pairs.item)
-    x_again = ranking.again_features(pairs, rhythm(pairs, catalogue), context, scores)
-    again = ranking.fit_logistic(x_again, np.isin(history_keys, positive).astype(np.float64))
+    rng = np.random.default_rng(seed)
+    # A few million rows fit a handful of weights as well as all of them would, in bounded memory.
+    fit_rows = rng.permutation(len(history_keys))[:MAX_FIT_ROWS]
+    sub = _subset(pairs, fit_rows)
+    scores = ranking.pair_scores(embeddings, sub.user, sub.item)
+    x_again = ranking.again_features(sub, rhythm(sub, catalogue), context, scores)
+    again = ranking.fit_logistic(x_again, np.isin(history_keys[fit_rows], positive).astype(np.float64))
 
     new = positive[~np.isin(positive, history_keys)]
-    rng = np.random.default_rng(seed)
     n = pairs.n_users
-    sampled = rng.integers(0, n_items, size=(n, config.negatives))
+    per_member = int(min(config.negatives, max(5, MAX_FIT_ROWS // max(n, 1))))
+    sampled = rng.integers(0, n_items, size=(n, per_member))
     sampled_keys = (np.arange(n)[:, None] * n_items + sampled).ravel()
     keep = ~np.isin(sampled_keys, history_keys) & ~np.isin(sampled_keys, new)
     sampled_keys = sampled_keys[keep]

@@ -85,7 +85,7 @@ class TestFeatures:
             segment=np.array(["gold", "member"], dtype=np.str_),
             favourites=[("tea",), ()],
         )
-        matrix, names = dataset.user_features(members, facts, FeatureWeights())
+        matrix, names = dataset.user_features(members, facts, FeatureWeights(segment=0.25))
         row_b = dict(zip(names, matrix.toarray()[1], strict=True))
         assert row_b["segment:gold"] > 0
         assert row_b["favourite:tea"] > 0
