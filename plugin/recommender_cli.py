@@ -8,14 +8,16 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from plugin.runtime import Runtime
 from plugin.settings import Settings
 from recommender import repository
-from recommender.train import TrainConfig
+
+if TYPE_CHECKING:  # training code (and LightFM) is imported only by the commands that train
+    from recommender.train import TrainConfig
 
 RunWithRuntime = Callable[[Settings, Callable[[Runtime], Any]], int]
 
@@ -43,6 +45,8 @@ class _Bar:
 
 
 def _config(args: argparse.Namespace) -> TrainConfig:
+    from recommender.train import TrainConfig
+
     config = TrainConfig()
     if args.epochs is not None:
         config = replace(config, hyper=replace(config.hyper, epochs=args.epochs))

@@ -16,8 +16,8 @@ from numpy.typing import NDArray
 
 from recommender import ranking
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions, Ints, Strs
+from recommender.embeddings import Embeddings
 from recommender.metrics import top_k
-from recommender.model import Embeddings
 from recommender.needs import Rhythm, rhythm
 from recommender.ranking import Context, Logistic
 

@@ -1,20 +1,21 @@
 """LightFM, and nothing else of it: the only module that imports `lightfm`.
 
-Training returns plain numpy arrays (`Embeddings`): member and product representations with their
-biases, already multiplied through the feature matrices. That is all serving and evaluation need,
-and it is what the artifact stores, so no LightFM object is ever pickled or loaded by an API process.
+Training returns plain numpy arrays (`recommender.embeddings.Embeddings`): member and product
+representations with their biases, already multiplied through the feature matrices. That is all
+serving and evaluation need, and it is what the artifact stores, so no LightFM object is ever pickled,
+and nothing the API process imports pulls LightFM in.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
-from numpy.typing import NDArray
+
+from recommender.embeddings import Embeddings
 
 Progress = Callable[[int, int], None]
 
@@ -33,39 +34,6 @@ class Hyper:
 
     def as_dict(self) -> dict[str, float | int | str]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    """Members and products as vectors: score(u, i) = user_vectors[u] * item_vectors[i] + item_bias[i]
-    (the member's own bias does not change their ranking, so it is not kept)."""
-
-    user_vectors: NDArray[np.float32]
-    item_vectors: NDArray[np.float32]
-    item_bias: NDArray[np.float32]
-
-    def scores(self, users: NDArray[np.int64]) -> NDArray[np.float32]:
-        """Scores of every product for the given members, as one matrix product."""
-        out: NDArray[np.float32] = self.user_vectors[users] @ self.item_vectors.T
-        out += self.item_bias
-        return out
-
-    def to_bytes(self) -> bytes:
-        """An `.npz` of plain arrays (no pickled objects), for the artifact row."""
-        buffer = io.BytesIO()
-        np.savez(
-            buffer, user_vectors=self.user_vectors, item_vectors=self.item_vectors, item_bias=self.item_bias
-        )
-        return buffer.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Embeddings:
-        with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-            return cls(
-                user_vectors=arrays["user_vectors"],
-                item_vectors=arrays["item_vectors"],
-                item_bias=arrays["item_bias"],
-            )
 
 
 def fit(

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recommender.dataset import SECONDS_PER_DAY, Floats, Interactions
-from recommender.model import Embeddings
+from recommender.embeddings import Embeddings
 from recommender.needs import Rhythm
 
 AGAIN_FEATURES = (

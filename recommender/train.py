@@ -24,8 +24,9 @@ from recommender.dataset import (
     MemberFacts,
     Purchases,
 )
+from recommender.embeddings import Embeddings
 from recommender.lists import Recommender, recent_buyers
-from recommender.model import Embeddings, Hyper
+from recommender.model import Hyper
 from recommender.needs import rhythm
 from recommender.ranking import Context, Logistic
 from recommender.repository import Connection

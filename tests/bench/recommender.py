@@ -27,8 +27,9 @@ import numpy as np
 
 from recommender import lists, ranking, serving
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Interactions, MemberFacts
+from recommender.embeddings import Embeddings
 from recommender.lists import Recommender
-from recommender.model import Embeddings, Hyper
+from recommender.model import Hyper
 from recommender.ranking import Logistic
 from recommender.train import TrainConfig, TrainingData, train
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +52,9 @@ def test_sql_lives_in_the_repository() -> None:
         text = path.read_text()
         for keyword in ("SELECT ", "INSERT INTO", "DELETE FROM", "UPDATE "):
             assert keyword not in text, f"{path.name} holds SQL ({keyword.strip()})"
+
+
+def test_the_api_process_does_not_import_lightfm() -> None:
+    """Serving reads Redis; the app must not even import the library that trains models."""
+    code = "import sys, plugin.app, plugin.cli; assert 'lightfm' not in sys.modules, 'lightfm was imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)  # noqa: S603

@@ -7,9 +7,9 @@ import pytest
 
 from recommender import dataset, lists, ranking
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Interactions
+from recommender.embeddings import Embeddings
 from recommender.lists import Recommender
 from recommender.metrics import top_k
-from recommender.model import Embeddings
 from recommender.needs import rhythm
 from recommender.ranking import Context, Logistic
 
