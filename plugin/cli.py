@@ -30,6 +30,7 @@ from plugin.lifespan import make_worker, open_runtime
 from plugin.logs import configure_logging
 from plugin.migrations import migrate
 from plugin.progress import ProgressBar
+from plugin.recommender_cli import add_commands as add_recommender_commands
 from plugin.runtime import Runtime
 from plugin.settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
@@ -451,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--members", type=_positive, help="only the first N of the extract's 400 customers")
     show.set_defaults(run=run_demo)
+
+    add_recommender_commands(commands, common, _with_runtime)
     return parser
 
 

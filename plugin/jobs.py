@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugin import care_jobs, case_jobs, ledger_jobs, outbound, tier_jobs
+from plugin import care_jobs, case_jobs, ledger_jobs, outbound, recommender_jobs, tier_jobs
 from plugin.worker import JobHandler, Pump, Schedule
 
 JOB_HANDLERS: dict[str, JobHandler] = {
@@ -11,11 +11,13 @@ JOB_HANDLERS: dict[str, JobHandler] = {
     ledger_jobs.PURGE_IDEMPOTENCY_KEYS: ledger_jobs.purge_idempotency_keys,
     case_jobs.BREACHES: case_jobs.flag_breaches,
     care_jobs.KIND: care_jobs.run_care_scan,
+    recommender_jobs.REFRESH: recommender_jobs.refresh,
 }
 SCHEDULES: list[Schedule] = [
     tier_jobs.SCHEDULE,
     *ledger_jobs.SCHEDULES,
     *case_jobs.SCHEDULES,
     care_jobs.SCHEDULE,
+    recommender_jobs.SCHEDULE,
 ]
 PUMPS: list[Pump] = [outbound.deliver_outbox]

@@ -22,6 +22,7 @@ from plugin.api import (
     platforms,
     preferences,
     program,
+    recommendations,
     webhooks,
 )
 from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
@@ -51,6 +52,7 @@ ROUTE_HANDLERS = [
     member_data.MemberDataController,
     care.SuggestionsController,
     care.care_report,
+    recommendations.recommendations,
 ]
 
 

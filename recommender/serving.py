@@ -1,0 +1,255 @@
+"""Serving from Redis: precomputed lists written under a model version, read without any model.
+
+Layout (store `S`, version `N`):
+- `patron:rec:S:live` -> N, set after N's lists are all written: the switch readers see;
+- `patron:rec:S:vN:b<0..63>` -> hashes of customer id -> one fixed-width binary row (`ROW` below); a
+  version is 64 keys, so dropping an old one is 64 UNLINKs whatever the store's size, and the buckets
+  spread a big store over a Redis Cluster;
+- `patron:rec:S:vN:products` -> the product ids the rows' indexes point into;
+- `patron:rec:S:vN:popular` -> the cold-start row: store-wide popular products.
+A member with no purchases but favourite categories gets their own row of what is popular in those.
+The API reads the live version (cached for a second or two), then one HGET; it never sees the model.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from redis.asyncio import Redis
+
+from recommender.dataset import Catalogue, MemberFacts, Strs
+from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
+
+BUCKETS = 64
+LISTS = ("mixed", "buy_again", "discover")
+PREFIX = "patron:rec:"
+
+
+def row_dtype(k: int) -> np.dtype[np.void]:
+    """One member's three lists, fixed width: product index (-1 empty), score (float16) and reason
+    per slot for buy-again and discover; mixed as (which list, position) per slot."""
+    return np.dtype(
+        [
+            ("again_item", "<i4", (k,)),
+            ("again_score", "<f2", (k,)),
+            ("again_reason", "i1", (k,)),
+            ("discover_item", "<i4", (k,)),
+            ("discover_score", "<f2", (k,)),
+            ("discover_reason", "i1", (k,)),
+            ("mixed_source", "i1", (k,)),
+            ("mixed_position", "i1", (k,)),
+        ]
+    )
+
+
+ROW_BYTES_PER_SLOT = row_dtype(1).itemsize
+_INT = struct.Struct("<i")
+_HALF = struct.Struct("<e")
+
+
+def live_key(store_id: str) -> str:
+    return f"{PREFIX}{store_id}:live"
+
+
+def version_key(store_id: str, version: int, suffix: str) -> str:
+    return f"{PREFIX}{store_id}:v{version}:{suffix}"
+
+
+def bucket_of(customer_id: str) -> int:
+    return zlib.crc32(customer_id.encode()) % BUCKETS
+
+
+def encode_rows(top: TopLists, k: int) -> NDArray[np.void]:
+    """The lists as binary rows, one per member, in one vectorised assignment per field."""
+    rows = np.zeros(len(top.members), dtype=row_dtype(k))
+    rows["again_item"] = top.again_items[:, :k]
+    rows["again_score"] = np.where(np.isfinite(top.again_scores), top.again_scores, 0)[:, :k]
+    rows["again_reason"] = top.again_reasons[:, :k]
+    rows["discover_item"] = top.discover_items[:, :k]
+    rows["discover_score"] = np.where(np.isfinite(top.discover_scores), top.discover_scores, 0)[:, :k]
+    rows["discover_reason"] = top.discover_reasons[:, :k]
+    rows["mixed_source"] = top.mixed_source[:, :k]
+    rows["mixed_position"] = top.mixed_position[:, :k]
+    return rows
+
+
+def popularity_rows(
+    catalogue: Catalogue,
+    popularity: NDArray[np.float64],
+    favourites: list[tuple[str, ...]],
+    k: int,
+    members: int,
+) -> NDArray[np.void]:
+    """Cold-start rows: popular products of the given favourite categories first, then store-wide
+    popular ones (`favourites=[()]` gives the store-wide row). The score is the share of members who
+    bought the product recently, a probability like the other lists' scores."""
+    score = np.where(catalogue.active, popularity, -np.inf)
+    order = np.argsort(-score, kind="stable")
+    order = order[np.isfinite(score[order])]
+    rows = np.zeros(len(favourites), dtype=row_dtype(k))
+    rows["again_item"] = -1
+    rows["discover_item"] = -1
+    rows["mixed_source"] = -1
+    for i, categories in enumerate(favourites):
+        liked = np.isin(catalogue.category[order], np.array(categories, dtype=np.str_))
+        picked = np.concatenate([order[liked], order[~liked]])[:k]
+        n = len(picked)
+        rows["discover_item"][i, :n] = picked
+        rows["discover_score"][i, :n] = score[picked] / max(members, 1)
+        rows["discover_reason"][i, :n] = np.where(np.arange(n) < liked.sum(), POPULAR_IN_FAVOURITES, POPULAR)
+        rows["mixed_source"][i, :n] = 1
+        rows["mixed_position"][i, :n] = np.arange(n)
+    return rows
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    members: int
+    seconds: float
+
+
+async def publish(
+    redis: Redis,
+    *,
+    store_id: str,
+    version: int,
+    top: TopLists,
+    catalogue: Catalogue,
+    popularity: NDArray[np.float64],
+    facts: MemberFacts | None,
+    k: int,
+    batch: int = 2000,
+) -> Published:
+    """Write a version's rows in pipelined batches (not live until `switch`)."""
+    started = time.perf_counter()
+    rows = encode_rows(top, k)
+    members: Strs = top.members
+    if facts is not None:
+        cold = np.array([bool(f) for f in facts.favourites]) & ~np.isin(facts.member, top.members)
+        if cold.any():
+            chosen = [facts.favourites[i] for i in np.flatnonzero(cold)]
+            rows = np.concatenate([rows, popularity_rows(catalogue, popularity, chosen, k, len(top.members))])
+            members = np.concatenate([members, facts.member[cold]])
+    blob = rows.tobytes()
+    width = rows.dtype.itemsize
+    buckets = np.array([bucket_of(m) for m in members.tolist()], dtype=np.int64)
+    names = members.tolist()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.set(version_key(store_id, version, "products"), "\n".join(catalogue.product.tolist()))
+        popular = popularity_rows(catalogue, popularity, [()], k, len(top.members))
+        pipe.set(version_key(store_id, version, "popular"), popular.tobytes())
+        await pipe.execute()
+        for lo in range(0, len(names), batch):
+            hi = min(lo + batch, len(names))
+            mappings: dict[int, dict[str, bytes]] = {}
+            for i in range(lo, hi):
+                mappings.setdefault(int(buckets[i]), {})[names[i]] = blob[i * width : (i + 1) * width]
+            for bucket, mapping in mappings.items():
+                pipe.hset(version_key(store_id, version, f"b{bucket}"), mapping=mapping)  # type: ignore[arg-type]
+            await pipe.execute()
+    return Published(version=version, members=len(names), seconds=time.perf_counter() - started)
+
+
+async def switch(redis: Redis, *, store_id: str, version: int) -> None:
+    """Point `live` at `version` (one SET) and drop every version but it and the one before it
+    (kept for readers still caching the old number for a second)."""
+    versions_key = f"{PREFIX}{store_id}:versions"
+    await redis.sadd(versions_key, version)
+    await redis.set(live_key(store_id), version)
+    known = sorted(int(v) for v in await redis.smembers(versions_key))
+    older = [v for v in known if v < version]
+    for old in older[:-1]:
+        keys = [version_key(store_id, old, f"b{b}") for b in range(BUCKETS)]
+        keys += [version_key(store_id, old, "products"), version_key(store_id, old, "popular")]
+        await redis.unlink(*keys)
+        await redis.srem(versions_key, old)
+
+
+def _bytes(value: bytes | str | None) -> bytes | None:
+    """Redis answers bytes (the client does not decode); the union is the client's typing."""
+    return value.encode() if isinstance(value, str) else value
+
+
+class Reader:
+    """Reads lists from Redis for the API. Caches only the live version per store (briefly) and the
+    product-id vocabulary per version: memory grows with stores and catalogues, never with models."""
+
+    def __init__(self, redis: Redis, *, live_ttl: float = 2.0, max_versions: int = 64) -> None:
+        self._redis = redis
+        self._live_ttl = live_ttl
+        self._live: dict[str, tuple[float, int | None]] = {}
+        self._products: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._max_versions = max_versions
+
+    async def live_version(self, store_id: str) -> int | None:
+        cached = self._live.get(store_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        raw = await self._redis.get(live_key(store_id))
+        version = None if raw is None else int(raw)
+        self._live[store_id] = (now + self._live_ttl, version)
+        return version
+
+    async def _product_ids(self, store_id: str, version: int) -> list[str]:
+        key = (store_id, version)
+        ids = self._products.get(key)
+        if ids is None:
+            raw = _bytes(await self._redis.get(version_key(store_id, version, "products")))
+            ids = raw.decode().split("\n") if raw else []
+            self._products[key] = ids
+            while len(self._products) > self._max_versions:
+                self._products.popitem(last=False)
+        return ids
+
+    async def read(
+        self, store_id: str, customer_id: str, *, list_name: str, limit: int
+    ) -> tuple[list[tuple[str, float, str]], int | None]:
+        """(product_id, score, reason) triples for a member, and the model version they came from."""
+        version = await self.live_version(store_id)
+        if version is None:
+            return [], None
+        bucket = version_key(store_id, version, f"b{bucket_of(customer_id)}")
+        raw = _bytes(await self._redis.hget(bucket, customer_id))
+        if raw is None:
+            raw = _bytes(await self._redis.get(version_key(store_id, version, "popular")))
+            if raw is None:
+                return [], version
+        ids = await self._product_ids(store_id, version)
+        return _decode(raw, list_name, limit, ids), version
+
+
+def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:
+    """The first `limit` entries of one list from a `row_dtype` row, with `struct` rather than numpy:
+    for ten entries, building arrays would cost more than the Redis round trip it follows."""
+    k = len(raw) // ROW_BYTES_PER_SLOT
+    lists = (0, 7 * k)  # byte offsets of buy-again's and discover's fields
+
+    def entry(which: int, position: int) -> tuple[int, float, int]:
+        base = lists[which]
+        item = _INT.unpack_from(raw, base + 4 * position)[0]
+        score = _HALF.unpack_from(raw, base + 4 * k + 2 * position)[0]
+        return item, score, raw[base + 6 * k + position]
+
+    if list_name == "mixed":
+        # -1 (no entry) reads back as 255 from the bytes; entries after the first empty one are empty.
+        picks = zip(raw[14 * k : 15 * k], raw[15 * k : 16 * k], strict=True)
+    else:
+        which = 0 if list_name == "buy_again" else 1
+        picks = zip([which] * k, range(k), strict=True)
+    out: list[tuple[str, float, str]] = []
+    for which, position in picks:
+        if which > 1 or len(out) >= limit:
+            break
+        item, score, reason = entry(which, position)
+        if item < 0:
+            break
+        out.append((ids[item], round(score, 4), REASONS[reason]))
+    return out
