@@ -62,9 +62,10 @@ async def test_two_workers_never_deliver_one_message_concurrently(
     runtime: Runtime, store: StoreCreated, receiver: Receiver, pumps: PumpFactory
 ) -> None:
     await register(runtime, store, receiver.url())
-    # Slow answers keep each message in flight long enough for a second worker to try to take it.
+    # Slow answers keep each message in flight long enough for a second worker to try to take it, and
+    # two slots each mean neither worker can hold every member's queue while the other waits.
     receiver.behaviour = lambda _: Answer(delay=0.02)
-    async with running(pumps(concurrency=8), pumps(concurrency=8)):
+    async with running(pumps(concurrency=2), pumps(concurrency=2)):
         for number in range(40):
             await emit(runtime, store, f"m{number % 8}", number)
         await receiver.wait_for(lambda: len(receiver.answered(200)) == 40, timeout=30)
