@@ -9,14 +9,16 @@ unique per member, trigger and period, and scans of one store queue on a lock.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from loyalty import care
 from loyalty.care import CareSources
+from loyalty.repository import Connection
 from plugin.repository import jobs
 from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
 from plugin.worker import Schedule
+from recommender import needs as recommender_needs
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +26,21 @@ KIND = "care.scan"
 SCHEDULE = Schedule(kind=KIND, every=timedelta(hours=1))
 
 
-def care_sources(runtime: Runtime) -> CareSources:
-    """The recommender's needs and recommendations for `replenish` and `recommended_next`.
+async def _needs(conn: Connection, store_id: str, now: datetime, horizon_days: int) -> list[care.Need]:
+    """The recommender's repurchase rhythms: what each member will need by `now + horizon_days`."""
+    found = await recommender_needs.due(conn, store_id=store_id, now=now, within=timedelta(days=horizon_days))
+    return [
+        care.Need(
+            customer_id=n.customer_id, product_id=n.product_id, due_at=n.due_at, confidence=n.confidence
+        )
+        for n in found
+    ]
 
-    None yet: wired when the recommender lands (`recommender/needs.py` → `care.NeedsSource`).
-    """
-    return CareSources()
+
+def care_sources(runtime: Runtime) -> CareSources:
+    """What the recommender lends the scan: needs for `replenish`. `recommended_next` has no source
+    yet: it needs every member's precomputed list read back from Redis in bulk."""
+    return CareSources(needs=_needs)
 
 
 async def scan_store(runtime: Runtime, *, store_id: str) -> care.ScanResult:
