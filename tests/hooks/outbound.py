@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -110,3 +110,7 @@ async def settle(
             return round_
         clock.advance(step)
     raise AssertionError(f"deliveries still pending after {rounds} rounds")
+
+
+PumpFactory = Callable[..., DeliveryPump]
+"""Makes pumps that the `pumps` fixture closes after the test."""

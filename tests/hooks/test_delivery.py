@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from hooks import deliveries
-from hooks.pump import DeliveryPump
 from hooks.repository import endpoints as endpoints_repo
 from loyalty.stores import StoreCreated
 from plugin.runtime import Runtime
 from tests.events import make_order, send
-from tests.hooks.outbound import Clock, deliveries_of, emit, forget_endpoints, make_pump, register, settle
+from tests.hooks.outbound import (
+    Clock,
+    PumpFactory,
+    deliveries_of,
+    emit,
+    register,
+    settle,
+)
 from tests.receiver import OK, Answer, Receiver, Request
-
-PumpFactory = Callable[..., DeliveryPump]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-async def pumps(runtime: Runtime, clock: Clock, store: StoreCreated) -> AsyncIterator[PumpFactory]:
-    made: list[DeliveryPump] = []
-
-    def factory(**overrides: Any) -> DeliveryPump:
-        made.append(make_pump(runtime, clock, **overrides))
-        return made[-1]
-
-    yield factory
-    for pump in made:
-        await pump.aclose()
-    await forget_endpoints(runtime, store)
 
 
 def seq(request: Request) -> int:

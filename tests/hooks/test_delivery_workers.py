@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -15,35 +15,14 @@ from hooks.pump import DeliveryPump
 from hooks.repository import deliveries as repo
 from loyalty.stores import StoreCreated
 from plugin.runtime import Runtime
-from tests.hooks.outbound import Clock, deliveries_of, emit, forget_endpoints, make_pump, register
+from tests.hooks.outbound import (
+    Clock,
+    PumpFactory,
+    deliveries_of,
+    emit,
+    register,
+)
 from tests.receiver import OK, Answer, Receiver
-
-PumpFactory = Callable[..., DeliveryPump]
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-async def pumps(runtime: Runtime, clock: Clock, store: StoreCreated) -> AsyncIterator[PumpFactory]:
-    made: list[DeliveryPump] = []
-
-    def factory(**overrides: object) -> DeliveryPump:
-        made.append(make_pump(runtime, clock, **overrides))
-        return made[-1]
-
-    yield factory
-    for pump in made:
-        await pump.aclose()
-    await forget_endpoints(runtime, store)
 
 
 @contextlib.asynccontextmanager
