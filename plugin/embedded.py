@@ -25,7 +25,7 @@ class EmbeddedServers:
     """Handles on the servers this process started or joined; `close()` lets go of them."""
 
     database_url: str
-    redis_url: str
+    redis_url: str | None
     _handles: list[Any] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
@@ -57,9 +57,12 @@ def start_redis(data_dir: Path) -> tuple[str, Any]:
     return f"unix://{server.socket_file}", server
 
 
-def ensure_servers(settings: Settings) -> tuple[Settings, EmbeddedServers | None]:
-    """Start (or join) embedded servers for whichever URL is unset; return settings that name both."""
-    if not settings.embedded:
+def ensure_servers(settings: Settings, *, redis: bool = True) -> tuple[Settings, EmbeddedServers | None]:
+    """Start (or join) embedded servers for whichever URL is unset; return settings that name them.
+
+    `redis=False` for commands that need PostgreSQL only (migrations): no Redis is started for them.
+    """
+    if settings.database_url is not None and (settings.redis_url is not None or not redis):
         return settings, None
     data_dir = Path(settings.data_dir).resolve()
     handles: list[Any] = []
@@ -68,7 +71,7 @@ def ensure_servers(settings: Settings) -> tuple[Settings, EmbeddedServers | None
         database_url, handle = start_postgres(data_dir)
         handles.append(handle)
         log.info("embedded PostgreSQL at %s", data_dir / "postgres")
-    if redis_url is None:
+    if redis_url is None and redis:
         redis_url, handle = start_redis(data_dir)
         handles.append(handle)
         log.info("embedded Redis at %s", redis_url)

@@ -72,7 +72,7 @@ def run_worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def run_migrate(settings: Settings, _: argparse.Namespace) -> int:
-    settings, servers = embedded.ensure_servers(settings)
+    settings, servers = embedded.ensure_servers(settings, redis=False)
     try:
         assert settings.database_url is not None
         applied = asyncio.run(_migrate(settings.database_url))

@@ -111,6 +111,14 @@ class TestMigrate:
         assert await run_patron("migrate") == 0
         assert capsys.readouterr().out == "nothing to migrate\n"
 
+    async def test_migrate_starts_no_redis_it_does_not_need(
+        self, monkeypatch: pytest.MonkeyPatch, empty_database_url: str, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("PATRON_DATABASE_URL", empty_database_url)
+        monkeypatch.delenv("PATRON_REDIS_URL")
+        assert await run_patron("migrate", "--data-dir", str(tmp_path)) == 0
+        assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
+
 
 @pytest.mark.usefixtures("restore_logging")
 class TestInvalidConfiguration:
