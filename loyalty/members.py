@@ -67,20 +67,6 @@ async def lock_from_order(
     )
 
 
-async def lock_or_create(
-    conn: Connection, *, store_id: str, customer_id: str, program: Program, now: datetime
-) -> MemberRow:
-    """The member, row-locked for a ledger change; created on the lowest level if new."""
-    member = await repo.lock(conn, store_id=store_id, customer_id=customer_id)
-    if member is None:
-        await repo.ensure(
-            conn, store_id=store_id, customer_id=customer_id, tier_code=program.tiers.levels[0].code, now=now
-        )
-        member = await repo.lock(conn, store_id=store_id, customer_id=customer_id)
-        assert member is not None
-    return member
-
-
 # --- The member view -------------------------------------------------------------------------
 
 EXPIRING_WITHIN = timedelta(days=30)

@@ -50,12 +50,6 @@ INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refun
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING entry_id
 """
-_INSERT_LOT = """
-INSERT INTO point_lots (store_id, customer_id, entry_id, order_id, points, remaining,
-                        available_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $5, $6, $7)
-RETURNING lot_id
-"""
 # An earning in one statement: its entry, its lot and the member's balance (the caller holds the
 # member's lock), and with `_ANNOUNCE` the points.changed outbox row carrying the new balance.
 # The entry's available_at ($10) is null unless points are pending; the lot's ($12) never is.
@@ -264,23 +258,6 @@ async def earn(
     )
     assert row is not None  # the member exists: the caller holds its lock
     return Earned(row["entry_id"], row["lot_id"], row["balance"])
-
-
-async def insert_lot(
-    conn: Connection,
-    *,
-    store_id: str,
-    customer_id: str,
-    entry_id: int,
-    order_id: str | None,
-    points: int,
-    available_at: datetime,
-    expires_at: datetime | None,
-) -> int:
-    lot_id: int = await conn.fetchval(
-        _INSERT_LOT, store_id, customer_id, entry_id, order_id, points, available_at, expires_at
-    )
-    return lot_id
 
 
 async def consume(

@@ -61,10 +61,6 @@ ON CONFLICT (store_id, customer_id) DO UPDATE SET
 RETURNING store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
     tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
 """  # noqa: S608 - constants only
-_INSERT_IF_MISSING = """
-INSERT INTO members (store_id, customer_id, tier_code, tier_since) VALUES ($1, $2, $3, $4)
-ON CONFLICT (store_id, customer_id) DO NOTHING
-"""
 _LOCK = """
 SELECT store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
     tier_code, tier_since, below_since, balance, orders_count, created_at, updated_at
@@ -147,10 +143,6 @@ async def upsert_locked(
         now,
     )
     return msgspec.convert(row, MemberRow, from_attributes=True)
-
-
-async def ensure(conn: Connection, *, store_id: str, customer_id: str, tier_code: str, now: datetime) -> None:
-    await conn.execute(_INSERT_IF_MISSING, store_id, customer_id, tier_code, now)
 
 
 async def lock(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:

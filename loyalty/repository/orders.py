@@ -48,19 +48,12 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
-_INSERT_ORDER = """
-INSERT INTO orders (store_id, order_id, customer_id, currency, subtotal, total, placed_at,
-                    micro_points, points, program_version, tier_code, awarded)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-ON CONFLICT (store_id, order_id) DO NOTHING
-RETURNING order_id
-"""
 # A paid order in one statement: the order once (nothing else when it is already known), its
 # lines, catalogue rows for products no product event has described yet (kept as the line says),
 # and the member's order count (the caller holds the member's lock). It also says whether events
 # wait parked for the order: the caller holds the order's key lock, taken in an earlier statement,
 # so this statement's snapshot sees every park committed before it, and a later one waits for
-# this transaction and then finds the order. Parameters: $1-$12 as _INSERT_ORDER, $13-$21 the
+# this transaction and then finds the order. Parameters: $1-$12 the order's columns, $13-$21 the
 # line columns.
 _INSERT_PAID = """
 WITH new_order AS (
@@ -98,12 +91,6 @@ SELECT EXISTS (SELECT FROM new_order) AS inserted,
 """
 _LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
 _ORDER_CUSTOMER = "SELECT customer_id FROM orders WHERE store_id = $1 AND order_id = $2"
-_INSERT_LINES = """
-INSERT INTO order_lines (store_id, order_id, line_id, product_id, sku, title, category, quantity,
-                         unit_price, discount, micro_points)
-SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[],
-                             $9::bigint[], $10::bigint[], $11::bigint[])
-"""
 _LOCK_ORDER = """
 SELECT order_id, customer_id, currency, subtotal, total, placed_at, status, refunded, micro_points, points,
        points_reversed, awarded
@@ -153,41 +140,6 @@ _TAKE_PARKED = """
 DELETE FROM parked_events WHERE store_id = $1 AND order_id = $2
 RETURNING parked_id, event_type, payload
 """
-
-
-async def insert_order(
-    conn: Connection,
-    *,
-    store_id: str,
-    order_id: str,
-    customer_id: str,
-    currency: str,
-    subtotal: int,
-    total: int,
-    placed_at: datetime,
-    micro_points: int,
-    points: int,
-    program_version: int | None,
-    tier_code: str,
-    awarded: bool,
-) -> bool:
-    """Insert the order once; False when it is already known (whichever event announced it)."""
-    inserted = await conn.fetchval(
-        _INSERT_ORDER,
-        store_id,
-        order_id,
-        customer_id,
-        currency,
-        subtotal,
-        total,
-        placed_at,
-        micro_points,
-        points,
-        program_version,
-        tier_code,
-        awarded,
-    )
-    return inserted is not None
 
 
 class PaidInsert(msgspec.Struct, frozen=True):
@@ -251,13 +203,6 @@ class NewLine(msgspec.Struct, frozen=True):
     unit_price: int
     discount: int
     micro_points: int
-
-
-async def insert_lines(conn: Connection, *, store_id: str, order_id: str, lines: list[NewLine]) -> None:
-    if not lines:
-        return
-    columns = list(zip(*(msgspec.structs.astuple(line) for line in lines), strict=True))
-    await conn.execute(_INSERT_LINES, store_id, order_id, *columns)
 
 
 async def lock_order_key(conn: Connection, *, store_id: str, order_id: str) -> None:
