@@ -187,3 +187,21 @@ class TestOutOfOrder:
         expected = await member_state(runtime, in_order, cid)
         actual = await member_state(runtime, out_of_order, cid)
         assert actual["balance"] == expected["balance"] == 20
+
+
+async def test_an_order_is_one_member_version_with_every_kind_it_touched(
+    client: Client, store: StoreCreated, runtime: Runtime
+) -> None:
+    customer = make_customer()
+    await paid(client, store, make_order(customer=customer))
+    await paid(client, store, make_order(customer=customer, lines=[make_line(unit_price=60000)]))
+    async with runtime.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT version, kinds FROM member_changes WHERE store_id = $1 AND customer_id = $2"
+            " ORDER BY version",
+            store.store_id,
+            customer["customer_id"],
+        )
+    assert [row["version"] for row in rows] == [1, 2]
+    assert {"order", "points"} <= set(rows[0]["kinds"])
+    assert {"order", "points", "tier"} <= set(rows[1]["kinds"])  # the second order made the member silver
