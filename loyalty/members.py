@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -314,6 +315,9 @@ async def ledger_page(
     return LedgerPage(entries=entries, next_cursor=next_cursor)
 
 
-async def current_version(conn: Connection, *, store_id: str, customer_id: str) -> repo.VersionRow | None:
-    """The member's version and the live program version, or None for an unknown or erased member."""
-    return await repo.version(conn, store_id=store_id, customer_id=customer_id)
+async def current_versions(
+    conn: Connection, *, keys: Sequence[tuple[str, str]]
+) -> list[repo.VersionRow | None]:
+    """For each (store_id, customer_id), in order, the member's version and the live program
+    version, or None for an unknown or erased member."""
+    return await repo.versions(conn, keys=keys)

@@ -12,6 +12,7 @@ that never came.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -34,8 +35,8 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
     """Relay committed member changes from PostgreSQL to Redis while this process holds the relay
     lock; until cancelled. Waits (retrying) while another process relays.
 
-    Holds one pooled connection while relaying; the pool's reset on release drops the lock and
-    the listener, so a cancelled relay hands over at once.
+    Holds one pooled connection while relaying; a cancelled relay unlistens and unlocks before
+    releasing it, so it hands over at once.
     """
     queue: asyncio.Queue[str] = asyncio.Queue()
 
@@ -46,13 +47,17 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
         try:
             async with runtime.pool.acquire() as conn:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
-                    await conn.add_listener(PG_CHANNEL, on_notify)
                     try:
+                        await conn.add_listener(PG_CHANNEL, on_notify)
                         while True:
                             store_id, customer_id, version = (await queue.get()).split("\t")
                             await runtime.redis.publish(redis_channel(store_id, customer_id), version)
                     finally:
-                        await conn.remove_listener(PG_CHANNEL, on_notify)
+                        # Pooled connections are released without a reset (plugin/database.py).
+                        with contextlib.suppress(Exception):
+                            await conn.remove_listener(PG_CHANNEL, on_notify)
+                        with contextlib.suppress(Exception):
+                            await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_ID)
             # Another process relays: check again later, without holding a connection meanwhile.
             await asyncio.sleep(retry_seconds)
         except asyncio.CancelledError:

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from plugin import change_feed, database, embedded
 from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
+from plugin.member_versions import MemberVersions
 from plugin.migrations import migrate
 from plugin.runtime import Runtime
 from plugin.settings import Settings
@@ -40,6 +41,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                     pool=pool,
                     redis=redis,
                     keys=KeyResolver(pool, ttl=settings.key_cache_seconds),
+                    member_versions=MemberVersions(pool),
                 )
             finally:
                 await redis.aclose()

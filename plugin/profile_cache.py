@@ -3,7 +3,8 @@
 Why this shape. Every transaction that touches a member bumps `members.version` — by triggers
 (migration 0010), so no write path can forget it: webhooks, redemptions, preferences, cases, the
 tier and expiry jobs, and code not yet written. A read asks PostgreSQL for the version (one
-primary-key lookup, no transaction) *concurrently* with the Redis GET of the cached entry, and serves
+primary-key lookup, no transaction, batched with concurrent reads: plugin/member_versions.py)
+*concurrently* with the Redis GET of the cached entry, and serves
 the entry only if it was built at that version (and that program version) and the clock has not
 passed the entry's `valid_until` (the next moment the view changes by time alone: pending points
 becoming available, expiry windows, a promise falling due). So a read costs max(PG, Redis), not
@@ -22,7 +23,6 @@ from PostgreSQL. Erasure deletes the entry outright.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 
@@ -57,11 +57,6 @@ def cache_key(store_id: str, customer_id: str) -> str:
     return f"patron:profile:{store_id}:{customer_id}"
 
 
-async def _version(runtime: Runtime, store_id: str, customer_id: str) -> VersionRow | None:
-    async with runtime.pool.acquire() as conn:
-        return await members.current_version(conn, store_id=store_id, customer_id=customer_id)
-
-
 async def _cached(runtime: Runtime, key: str) -> Entry | None:
     try:
         raw = await runtime.redis.get(key)
@@ -84,8 +79,10 @@ def fresh(entry: Entry | None, versions: VersionRow, now_ts: float) -> bool:
 async def profile(runtime: Runtime, *, store_id: str, customer_id: str) -> Entry:
     """The member's profile (ETag and JSON body), from the cache when it is current; NotFound if
     the member is unknown or erased."""
-    key = cache_key(store_id, customer_id)
-    versions, entry = await asyncio.gather(_version(runtime, store_id, customer_id), _cached(runtime, key))
+    # The lookup goes out on the loop's next turn, while this awaits Redis: max(PG, Redis).
+    pending_versions = runtime.member_versions.get(store_id, customer_id)
+    entry = await _cached(runtime, cache_key(store_id, customer_id))
+    versions = await pending_versions
     if versions is None:
         raise NotFound(f"no member {customer_id}")
     now = runtime.clock()

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
+from plugin.member_versions import MemberVersions
 from plugin.settings import Settings
 
 
@@ -25,6 +26,7 @@ class Runtime:
     pool: asyncpg.Pool
     redis: Redis
     keys: KeyResolver
+    member_versions: MemberVersions
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)

@@ -96,6 +96,7 @@ ASYNCPG_ALLOWED = (
     "plugin/runtime.py",
     "plugin/auth.py",
     "plugin/member_tokens.py",
+    "plugin/member_versions.py",
 )
 
 

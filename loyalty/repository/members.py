@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import msgspec
@@ -205,6 +206,23 @@ SELECT least(
      WHERE store_id = $1 AND customer_id = $2 AND status IN ('open', 'pending') AND due > $3)
 )
 """
+
+
+_VERSIONS = """
+SELECT k.i, m.version, s.program_version
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k (store_id, customer_id, i)
+JOIN members m ON m.store_id = k.store_id AND m.customer_id = k.customer_id AND m.erased_at IS NULL
+JOIN stores s ON s.store_id = m.store_id
+"""
+
+
+async def versions(conn: Connection, *, keys: Sequence[tuple[str, str]]) -> list[VersionRow | None]:
+    """`version` of each (store_id, customer_id), in order, in one statement."""
+    found: list[VersionRow | None] = [None] * len(keys)
+    rows = await conn.fetch(_VERSIONS, [key[0] for key in keys], [key[1] for key in keys])
+    for index, member_version, program_version in rows:
+        found[index - 1] = VersionRow(version=member_version, program_version=program_version)
+    return found
 
 
 async def version(conn: Connection, *, store_id: str, customer_id: str) -> VersionRow | None:
