@@ -126,7 +126,7 @@ async def _measure(
         raise SystemExit(f"the scenario builds {len(bodies)} requests; ask for fewer")
     for raw in bodies[:warmup]:
         await _request(app, raw)
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.process_time) if profile else None
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
