@@ -43,6 +43,7 @@ ROUTE_HANDLERS = [
     platforms.PlatformController,
     hooks.shopify_hook,
     hooks.woocommerce_hook,
+    members.list_members,
     members.MembersController,
     webhooks.WebhookEndpointController,
     webhooks.DeliveryController,
