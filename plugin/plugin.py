@@ -10,6 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusController
 
+from plugin import admin_page
 from plugin.api import (
     admin,
     care,
@@ -54,6 +55,8 @@ ROUTE_HANDLERS = [
     care.SuggestionsController,
     care.care_report,
     recommendations.recommendations,
+    admin_page.admin_page,
+    admin_page.admin_asset,
 ]
 
 
