@@ -9,8 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from litestar import Litestar
+from litestar.testing import AsyncTestClient
 
+from plugin import PatronConfig, PatronPlugin
 from plugin.admin_page import ASSETS
+from plugin.settings import Settings
 
 Client = httpx.AsyncClient
 
@@ -109,3 +112,20 @@ def test_the_scripts_call_only_routes_that_exist(app: Litestar) -> None:
         ("GET", "/v1/care/report"),
     } <= calls
     assert calls - routes == set()
+
+
+async def test_mounted_under_a_path_the_page_and_its_files_are_there_too(settings: Settings) -> None:
+    app = Litestar(
+        plugins=[PatronPlugin(PatronConfig(settings=settings, path="/loyalty", metrics=False))],
+        logging_config=None,
+    )
+    async with AsyncTestClient(app) as client:
+        redirect = await client.get("/loyalty/admin", follow_redirects=False)
+        assert (redirect.status_code, redirect.headers["location"]) == (308, "admin/")
+        page = await client.get("/loyalty/admin/")
+        assert page.status_code == 200
+        assert '<script type="module" src="app.js"></script>' in page.text
+        assert (await client.get("/loyalty/admin/api.js")).status_code == 200
+        # The scripts find the API beside the page's directory: <mount>/admin/../v1/ is <mount>/v1/.
+        assert 'new URL("../", import.meta.url)' in (await client.get("/loyalty/admin/api.js")).text
+        assert (await client.get("/loyalty/v1/program")).status_code == 401
