@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow bench lint typecheck clean
+.PHONY: run test test-slow test-browser screenshots bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# The admin page in headless Chromium: needs the system's chromium (Debian: apt-get install chromium;
+# elsewhere set PATRON_TEST_CHROMIUM to its path). Playwright drives it; it downloads no browser.
+test-browser: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
+	$(BIN)/python -m pytest -m browser
+
+# The same run, keeping its screenshots of the admin page in docs/admin/.
+screenshots: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
+	PATRON_TEST_SCREENSHOTS=docs/admin $(BIN)/python -m pytest -m browser
 
 # Options after BENCH_ARGS, e.g. make bench BENCH_ARGS="--servers granian --duration 5"
 bench: $(STAMP)

@@ -159,8 +159,8 @@ def tier_progress(program: Program, *, tier_code: str, metric: int) -> TierProgr
     )
 
 
-def _name(member: MemberRow) -> str | None:
-    return " ".join(part for part in (member.first_name, member.last_name) if part) or None
+def _name(first_name: str | None, last_name: str | None) -> str | None:
+    return " ".join(part for part in (first_name, last_name) if part) or None
 
 
 class Snapshot(msgspec.Struct, kw_only=True):
@@ -231,7 +231,7 @@ async def view(
         customer_id=member.customer_id,
         version=0 if version is None else version.version,
         email=member.email,
-        name=_name(member),
+        name=_name(member.first_name, member.last_name),
         tier=TierView(
             code=level.code,
             name=level.name,
@@ -254,6 +254,54 @@ async def view(
 def etag(value: msgspec.Struct) -> str:
     """A strong ETag of a response body: it changes whenever any field does."""
     return '"' + hashlib.sha256(msgspec.json.encode(value)).hexdigest()[:32] + '"'
+
+
+# --- The member list, for browsing -----------------------------------------------------------
+
+
+class MemberSummary(msgspec.Struct, kw_only=True):
+    """A member as listed: who, their level and points; the full profile is `GET /v1/members/{cid}`."""
+
+    customer_id: str
+    email: str | None
+    name: str | None
+    tier: str
+    """The code of the member's level."""
+    tier_since: datetime
+    balance: int
+    orders_count: int
+    updated_at: datetime
+
+
+class MemberPage(msgspec.Struct, kw_only=True):
+    """Members by customer id; pass `next_cursor` as `cursor` for the next page (null: no more)."""
+
+    items: list[MemberSummary]
+    next_cursor: str | None
+
+
+async def page(
+    conn: Connection, *, store_id: str, search: str | None, tier: str | None, after: str | None, limit: int
+) -> tuple[list[MemberSummary], str | None]:
+    """A page of the store's members by customer id, and the customer id to continue after (None: no
+    more). `search` is a prefix of the customer id or of the email."""
+    rows = await repo.page(
+        conn, store_id=store_id, search=search, tier_code=tier, after=after, limit=limit + 1
+    )
+    items = [
+        MemberSummary(
+            customer_id=row.customer_id,
+            email=row.email,
+            name=_name(row.first_name, row.last_name),
+            tier=row.tier_code,
+            tier_since=row.tier_since,
+            balance=row.balance,
+            orders_count=row.orders_count,
+            updated_at=row.updated_at,
+        )
+        for row in rows[:limit]
+    ]
+    return items, items[-1].customer_id if len(rows) > limit else None
 
 
 # --- The ledger, newest first ----------------------------------------------------------------

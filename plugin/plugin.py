@@ -10,6 +10,7 @@ from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
 from litestar.plugins.prometheus import PrometheusController
 
+from plugin import admin_page
 from plugin.api import (
     admin,
     care,
@@ -43,6 +44,7 @@ ROUTE_HANDLERS = [
     platforms.PlatformController,
     hooks.shopify_hook,
     hooks.woocommerce_hook,
+    members.list_members,
     members.MembersController,
     webhooks.WebhookEndpointController,
     webhooks.DeliveryController,
@@ -53,6 +55,8 @@ ROUTE_HANDLERS = [
     care.SuggestionsController,
     care.care_report,
     recommendations.recommendations,
+    admin_page.admin_page,
+    admin_page.admin_asset,
 ]
 
 

@@ -245,3 +245,50 @@ async def valid_until(
         _VALID_UNTIL, store_id, customer_id, now, expiring_within, window_days
     )
     return value
+
+
+class MemberListRow(msgspec.Struct, frozen=True, kw_only=True):
+    customer_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    tier_code: str
+    tier_since: datetime
+    balance: int
+    orders_count: int
+    updated_at: datetime
+
+
+# Keyset on the primary key. The search is a prefix of the customer id or of the email, so a
+# marketer can type either; LIKE's wildcards in the search are escaped by `_like_prefix`.
+_LIST = """
+SELECT customer_id, email, first_name, last_name, tier_code, tier_since, balance, orders_count, updated_at
+FROM members
+WHERE store_id = $1 AND erased_at IS NULL
+  AND ($2::text IS NULL OR customer_id > $2)
+  AND ($3::text IS NULL OR tier_code = $3)
+  AND ($4::text IS NULL OR customer_id LIKE $4 OR lower(email) LIKE lower($4))
+ORDER BY customer_id
+LIMIT $5
+"""
+
+
+def _like_prefix(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+async def page(
+    conn: Connection,
+    *,
+    store_id: str,
+    search: str | None,
+    tier_code: str | None,
+    after: str | None,
+    limit: int,
+) -> list[MemberListRow]:
+    """Up to `limit` members after the customer id `after`, by customer id, not erased; `search`
+    is a prefix of the customer id or (case-insensitively) of the email."""
+    pattern = None if search is None else _like_prefix(search)
+    rows = await conn.fetch(_LIST, store_id, after, tier_code, pattern, limit)
+    return msgspec.convert(rows, list[MemberListRow], from_attributes=True)

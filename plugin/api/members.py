@@ -1,11 +1,12 @@
 """The member-facing API: member tokens, the member view, the ledger, redemptions and adjustments.
 
-Every route here is under `/v1/members/{cid}` and marked `OWN_MEMBER`: a member token acts for
+Every route here but the list is under `/v1/members/{cid}` and marked `OWN_MEMBER`: a member token acts for
 its own member only (another member is a 404, as for an unknown one). API keys see every member
 of their store, by scope:
 
 | route | scopes |
 | --- | --- |
+| `GET /v1/members` (the list) | marketer, channel |
 | `POST /tokens` | storefront, channel |
 | `GET /`, `GET /ledger` | channel, app (key or member token), marketer |
 | `POST /redemptions` | channel, marketer, app with a member token (an app key may read, not spend) |
@@ -26,11 +27,12 @@ from loyalty import adjustments, member_tokens, members, programs, redemptions
 from loyalty.adjustments import AdjustmentCreate, AdjustmentCreated
 from loyalty.idempotency import Key
 from loyalty.member_tokens import MemberToken, MemberTokenCreate
-from loyalty.members import LedgerPage, MemberView
+from loyalty.members import LedgerPage, MemberPage, MemberView
 from loyalty.redemptions import RedemptionCreate, RedemptionCreated
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin import profile_cache
+from plugin.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
@@ -56,6 +58,29 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def replayed_header(replayed: bool) -> dict[str, str]:
     return {REPLAYED_HEADER: "true"} if replayed else {}
+
+
+@get("/v1/members", opt=requires(Scope.marketer, Scope.channel), tags=["members"], summary="List members")
+async def list_members(
+    conn: NamedDependency[Connection],
+    principal: NamedDependency[Principal],
+    q: Annotated[
+        str | None,
+        QueryParameter(min_length=1, max_length=200, description="A prefix of the customer id or the email"),
+    ] = None,
+    tier: Annotated[
+        str | None, QueryParameter(max_length=32, description="Only members of this level")
+    ] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> MemberPage:
+    """The store's members by customer id, a page at a time, with their level and points; erased
+    members are left out. `q` matches the start of the customer id or (any case) of the email."""
+    after = None if cursor is None else decode_cursor(cursor, str)
+    items, last = await members.page(
+        conn, store_id=principal.store_id, search=q, tier=tier, after=after, limit=limit
+    )
+    return MemberPage(items=items, next_cursor=None if last is None else encode_cursor(last))
 
 
 class MembersController(Controller):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
 
-import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from hooks import deliveries, endpoints
@@ -23,29 +19,11 @@ from hooks.endpoints import (
     WebhookEndpointPage,
     WebhookEndpointUpdate,
 )
-from loyalty.errors import InvalidInput
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
+from plugin.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from plugin.auth import requires
 from plugin.runtime import Runtime
-
-T = TypeVar("T")
-Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Items per page")]
-Cursor = Annotated[str | None, QueryParameter(description="`next_cursor` of the previous page")]
-
-
-def encode_cursor(position: Any) -> str:
-    """An opaque cursor for a keyset position."""
-    return base64.urlsafe_b64encode(msgspec.json.encode(position)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, kind: type[T]) -> T:
-    """The keyset position inside a cursor; 422 naming `cursor` when it is not one we made."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return msgspec.json.decode(raw, type=kind)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from None
 
 
 class WebhookEndpointController(Controller):
