@@ -79,6 +79,17 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     ]
 
 
+def problem_code(exc: Exception) -> str:
+    """The code of the `type` an exception is answered with (`invalid-signature`, `not-found`, …)."""
+    if isinstance(exc, PatronError):
+        return exc.code
+    if isinstance(exc, ValidationException):
+        return "malformed" if not _field_errors(exc) else "validation"
+    if isinstance(exc, HTTPException):
+        return _HTTP_CODES.get(exc.status_code, ("http-error", ""))[0]
+    return "internal"
+
+
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = _field_errors(exc)
     # Litestar reports undecodable bodies and invalid fields alike; only the latter name a field.
