@@ -22,6 +22,7 @@ from hooks.pump import DeliveryPump
 from loyalty.program import encode
 from loyalty.stores import StoreCreated
 from plugin import care_jobs, ledger_jobs, outbound
+from plugin.api.hooks import MAX_WEBHOOK_BYTES
 from plugin.metrics import MetricsMiddleware, database_gauges
 from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
@@ -93,6 +94,9 @@ class TestWebhooks:
         assert response.status_code == 401
         unknown = await client.post("/v1/hooks/standard/st_nope", content=body, headers=forged)
         assert unknown.status_code == 404
+        huge = b"x" * (MAX_WEBHOOK_BYTES + 1)
+        too_large = await client.post(f"/v1/hooks/standard/{store.store_id}", content=huge, headers=forged)
+        assert too_large.status_code == 413
         after = await scrape(client)
 
         name = "patron_webhooks_total"
@@ -101,6 +105,7 @@ class TestWebhooks:
         assert moved(before, after, name, **webhooks("standard", "parked")) == 1
         assert moved(before, after, name, **webhooks("standard", "rejected", "invalid-signature")) == 1
         assert moved(before, after, name, **webhooks("standard", "rejected", "not-found")) == 1
+        assert moved(before, after, name, **webhooks("standard", "rejected", "too-large")) == 1
         assert moved(before, after, name, **webhooks("shopify", "applied")) == 0
 
     async def test_platforms_are_told_apart(self, client: Client) -> None:
