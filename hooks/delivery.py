@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal, NamedTuple
 
 import httpcore
 import msgspec
@@ -191,6 +192,13 @@ class Attempt:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class Settled(NamedTuple):
+    """An attempt and what followed it: `delivered`, a `retry` scheduled, or `dead` (dead-lettered)."""
+
+    attempt: Attempt
+    outcome: Literal["delivered", "retry", "dead"]
+
+
 async def attempt(sender: Sender, claimed: Claimed) -> Attempt:
     """Send one attempt of a claimed delivery; never raises for the receiver's faults."""
     body = body_of(claimed)
@@ -229,7 +237,7 @@ async def deliver(
     worker: str,
     schedule: Sequence[int],
     now: datetime | None = None,
-) -> Attempt:
+) -> Settled:
     """Attempt a claimed delivery and record the attempt with its consequence."""
     started_at = datetime.now(UTC)
     result = await attempt(sender, claimed)
@@ -250,11 +258,11 @@ async def deliver(
     async with pool.acquire() as conn:
         if delay is not None:
             await repo.reschedule(conn, attempt=record, now=now, delay_seconds=delay)
-            return result
-        status = "delivered" if result.succeeded else "dead"
+            return Settled(result, "retry")
+        status: Literal["delivered", "dead"] = "delivered" if result.succeeded else "dead"
         if claimed.customer_id is None and not gone:
             await repo.settle(conn, attempt=record, status=status, now=now)
-            return result
+            return Settled(result, status)
         async with conn.transaction():
             await repo.lock_for_completion(conn)
             await repo.settle(conn, attempt=record, status=status, now=now)
@@ -263,4 +271,4 @@ async def deliver(
                 await endpoints_repo.disable(conn, endpoint_id=claimed.endpoint_id, reason=reason)
     if gone:
         log.warning("endpoint %s answered 410 Gone: disabled", claimed.endpoint_id)
-    return result
+    return Settled(result, status)

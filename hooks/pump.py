@@ -43,6 +43,7 @@ class DeliveryPump:
     """Fans out the outbox and delivers due deliveries, until stopped.
 
     `clock`: None uses the database's clock (shared by all workers); tests pass one they can move.
+    `observe`: told of every recorded attempt and what followed it (the metrics count them).
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class DeliveryPump:
         poll_seconds: float = 1.0,
         grace_seconds: float = 10.0,
         name: str | None = None,
+        observe: Callable[[delivery.Settled], None] | None = None,
     ) -> None:
         # The lease must outlast an attempt, or a slow but live attempt would be sent twice at once.
         assert lease_seconds > timeout, "lease_seconds must exceed the attempt timeout"
@@ -70,6 +72,7 @@ class DeliveryPump:
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.grace_seconds = grace_seconds
+        self.observe = observe
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:pump:{id(self):x}"
         self.sender = delivery.Sender(
             allow_private=allow_private, timeout=timeout, max_connections=concurrency
@@ -164,7 +167,7 @@ class DeliveryPump:
 
     async def _deliver(self, claimed: Claimed) -> None:
         try:
-            await delivery.deliver(
+            settled = await delivery.deliver(
                 self.pool,
                 self.sender,
                 claimed,
@@ -172,6 +175,8 @@ class DeliveryPump:
                 schedule=self.retry_schedule,
                 now=self._now(),
             )
+            if self.observe is not None:
+                self.observe(settled)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -36,6 +36,23 @@ class InsufficientPoints(Conflict):
     title = "Not enough points"
 
 
+WriteObserver = Callable[[str, int], None]
+"""Told `(kind, entries)` whenever ledger entries are written."""
+_observers: list[WriteObserver] = []
+
+
+def observe_writes(observer: WriteObserver) -> None:
+    """Have `observer` told of every write (plugin/metrics counts entries by kind this way, so the
+    domain needs no metrics library). It is told when the write returns, inside the caller's
+    transaction: an entry whose transaction later rolls back has been told too."""
+    _observers.append(observer)
+
+
+def _written(kind: str, entries: int = 1) -> None:
+    for observer in _observers:
+        observer(kind, entries)
+
+
 class Posting(NamedTuple):
     """A ledger change as written: its entry and the member's balance after it."""
 
@@ -107,6 +124,7 @@ async def post_earn(
             entry_id=earned.entry_id,
             lot_id=earned.lot_id,
         )
+    _written(kind)
     return Posting(earned.entry_id, balance)
 
 
@@ -164,6 +182,7 @@ async def post_debit(
         available_by=now if available_only else None,
     )
     balance = await members_repo.add_balance(conn, store_id=store_id, customer_id=customer_id, points=-points)
+    _written(kind)
     return Posting(entry_id, balance)
 
 
@@ -189,6 +208,8 @@ async def expire_due(conn: Connection, *, store_id: str, now: datetime, members:
             for item in expired
         ],
     )
+    if expired:
+        _written("expire", len(expired))
     return expired
 
 

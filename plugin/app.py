@@ -7,6 +7,7 @@ import os
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from prometheus_client import disable_created_metrics
 
 from plugin.errors import EXCEPTION_HANDLERS
 from plugin.logs import RequestIdMiddleware, configure_logging
@@ -22,6 +23,9 @@ Errors are `application/problem+json` with a stable `type`."""
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or load_settings(os.environ)
     configure_logging(settings)
+    # A `_created` series beside every counter and histogram doubles what Prometheus stores for
+    # nothing a dashboard reads (a host app mounting the plugin keeps its own choice).
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     app = Litestar(
         plugins=[PatronPlugin(PatronConfig(settings=settings))],
         # Requests outside Patron's routes (unknown paths, wrong methods) still answer problem+json.

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from loyalty import care
 from loyalty.care import CareSources
 from loyalty.repository import Connection
+from plugin import metrics
 from plugin.repository import jobs
 from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
@@ -44,9 +45,12 @@ def care_sources(runtime: Runtime) -> CareSources:
 
 
 async def scan_store(runtime: Runtime, *, store_id: str) -> care.ScanResult:
-    """One scan of one store as of the runtime's clock, in a transaction of its own."""
+    """One scan of one store as of the runtime's clock, in a transaction of its own; its actions counted
+    once it committed."""
     async with runtime.pool.acquire() as conn, conn.transaction():
-        return await care.scan(conn, store_id=store_id, now=runtime.clock(), sources=care_sources(runtime))
+        result = await care.scan(conn, store_id=store_id, now=runtime.clock(), sources=care_sources(runtime))
+    metrics.care_scanned(result)
+    return result
 
 
 async def run_care_scan(runtime: Runtime, job: Job) -> None:

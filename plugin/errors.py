@@ -79,10 +79,25 @@ def _field_errors(exc: ValidationException) -> list[dict[str, Any]]:
     ]
 
 
+def _malformed(errors: list[dict[str, Any]]) -> bool:
+    # Litestar reports undecodable bodies and invalid fields alike; only the latter name a field.
+    return not errors or all(error["field"] == "body" and "JSON" in error["message"] for error in errors)
+
+
+def problem_code(exc: Exception) -> str:
+    """The code of the `type` an exception is answered with (`invalid-signature`, `not-found`, …)."""
+    if isinstance(exc, PatronError):
+        return exc.code
+    if isinstance(exc, ValidationException):
+        return "malformed" if _malformed(_field_errors(exc)) else "validation"
+    if isinstance(exc, HTTPException):
+        return _HTTP_CODES.get(exc.status_code, ("http-error", ""))[0]
+    return "internal"
+
+
 def handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = _field_errors(exc)
-    # Litestar reports undecodable bodies and invalid fields alike; only the latter name a field.
-    if not errors or all(error["field"] == "body" and "JSON" in error["message"] for error in errors):
+    if _malformed(errors):
         detail = errors[0]["message"] if errors else exc.detail
         return problem_response(
             request, status=400, code="malformed", title="Malformed request", detail=detail

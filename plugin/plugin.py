@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from litestar import Router
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
-from litestar.plugins.prometheus import PrometheusController
 
 from plugin import admin_page
 from plugin.api import (
@@ -26,12 +25,12 @@ from plugin.api import (
     recommendations,
     webhooks,
 )
-from plugin.auth import EXCLUDE_FROM_AUTH, authenticate
+from plugin.auth import authenticate
 from plugin.deps import DEPENDENCIES
 from plugin.errors import EXCEPTION_HANDLERS
 from plugin.lifespan import lifespan
 from plugin.logs import RequestIdMiddleware
-from plugin.metrics import MetricsMiddleware
+from plugin.metrics import MetricsController, MetricsMiddleware
 from plugin.settings import Settings, load_settings
 
 ROUTE_HANDLERS = [
@@ -71,12 +70,6 @@ class PatronConfig:
     """Serve Prometheus metrics at `/metrics` (turn off if the host app already exposes its own)."""
 
 
-class _MetricsController(PrometheusController):
-    path = "/metrics"
-    opt = {EXCLUDE_FROM_AUTH: True}  # noqa: RUF012
-    include_in_schema = False
-
-
 class PatronPlugin(InitPlugin):
     """Adds Patron's routes (behind its own auth, errors and metrics), lifespan and dependencies."""
 
@@ -86,7 +79,7 @@ class PatronPlugin(InitPlugin):
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         handlers: list[object] = list(ROUTE_HANDLERS)
         if self.config.metrics:
-            handlers.append(_MetricsController)
+            handlers.append(MetricsController)
         router = Router(
             path=self.config.path,
             route_handlers=handlers,  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ import msgspec
 from loyalty import members, programs
 from loyalty.errors import NotFound
 from loyalty.repository.members import VersionRow
+from plugin import metrics
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,13 @@ async def profile(runtime: Runtime, *, store_id: str, customer_id: str) -> Entry
     if versions is None:
         raise NotFound(f"no member {customer_id}")
     now = runtime.clock()
-    if entry is not None and fresh(entry, versions, now.timestamp()):
+    if entry is None:
+        metrics.profile_read("miss")
+    elif fresh(entry, versions, now.timestamp()):
+        metrics.profile_read("hit")
         return entry
+    else:
+        metrics.profile_read("stale")
     return await rebuild(runtime, store_id=store_id, customer_id=customer_id)
 
 

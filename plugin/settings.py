@@ -45,6 +45,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker: bool = True
     """Run the background worker inside `patron serve` (turn off when `patron worker` runs separately)."""
 
+    metrics_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
+    """Port `patron worker` serves Prometheus metrics on (`/metrics`, bound to `host`). Unset: not
+    served. `patron serve` answers `/metrics` on its own port."""
+
     log_format: Literal["text", "json"] = "text"
     """`json` writes one JSON object per line, for log shippers."""
 

@@ -17,6 +17,7 @@ import struct
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,10 +180,22 @@ def _bytes(value: bytes | str | None) -> bytes | None:
 
 class Reader:
     """Reads lists from Redis for the API. Caches only the live version per store (briefly) and the
-    product-id vocabulary per version: memory grows with stores and catalogues, never with models."""
+    product-id vocabulary per version: memory grows with stores and catalogues, never with models.
 
-    def __init__(self, redis: Redis, *, live_ttl: float = 2.0, max_versions: int = 64) -> None:
+    `observe` is told where each read was answered from: `member` (the member's own row),
+    `cold_start` (the store's popular row) or `empty` (no list: no model yet, or nothing popular).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        live_ttl: float = 2.0,
+        max_versions: int = 64,
+        observe: Callable[[str], None] | None = None,
+    ) -> None:
         self._redis = redis
+        self._observe = observe or _ignore
         self._live_ttl = live_ttl
         self._live: dict[str, tuple[float, int | None]] = {}
         self._products: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
@@ -215,15 +228,24 @@ class Reader:
         """(product_id, score, reason) triples for a member, and the model version they came from."""
         version = await self.live_version(store_id)
         if version is None:
+            self._observe("empty")
             return [], None
         bucket = version_key(store_id, version, f"b{bucket_of(customer_id)}")
         raw = _bytes(await self._redis.hget(bucket, customer_id))
-        if raw is None:
+        if raw is not None:
+            self._observe("member")
+        else:
             raw = _bytes(await self._redis.get(version_key(store_id, version, "popular")))
             if raw is None:
+                self._observe("empty")
                 return [], version
+            self._observe("cold_start")
         ids = await self._product_ids(store_id, version)
         return _decode(raw, list_name, limit, ids), version
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:

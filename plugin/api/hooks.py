@@ -7,8 +7,10 @@ receives them through the inbox in the request's one transaction.
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, ParamSpec
 
 import msgspec
 from litestar import Request, post
@@ -22,7 +24,9 @@ from loyalty.events import MalformedEvent, decode_envelope
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
+from plugin import metrics
 from plugin.auth import EXCLUDE_FROM_AUTH
+from plugin.errors import problem_code
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,30 @@ class HookResult(msgspec.Struct, kw_only=True):
     order, WooCommerce's ping)."""
 
     status: Literal["applied", "duplicate", "parked", "ignored"]
+
+
+_P = ParamSpec("_P")
+
+
+def _counted(
+    platform: str,
+) -> Callable[[Callable[_P, Awaitable[HookResult]]], Callable[_P, Awaitable[HookResult]]]:
+    """Count each delivery under the platform: its status, or the problem code it was rejected with."""
+
+    def decorate(handler: Callable[_P, Awaitable[HookResult]]) -> Callable[_P, Awaitable[HookResult]]:
+        @functools.wraps(handler)
+        async def counted(*args: _P.args, **kwargs: _P.kwargs) -> HookResult:
+            try:
+                result = await handler(*args, **kwargs)
+            except Exception as exc:
+                metrics.webhook_rejected(platform, problem_code(exc))
+                raise
+            metrics.webhook_received(platform, result.status)
+            return result
+
+        return counted
+
+    return decorate
 
 
 async def _store(conn: Connection, store_id: str) -> StoreRow:
@@ -54,6 +82,7 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
     summary="Standard Webhooks inbound events",
     request_max_body_size=MAX_WEBHOOK_BYTES,
 )
+@_counted("standard")
 async def standard(
     request: Request[Any, Any, Any],
     store_id: FromPath[str],
@@ -97,6 +126,7 @@ async def standard(
     summary="Shopify webhooks",
     request_max_body_size=MAX_WEBHOOK_BYTES,
 )
+@_counted("shopify")
 async def shopify_hook(
     request: Request[Any, Any, Any],
     store_id: FromPath[str],
@@ -153,6 +183,7 @@ async def shopify_hook(
     summary="WooCommerce webhooks",
     request_max_body_size=MAX_WEBHOOK_BYTES,
 )
+@_counted("woocommerce")
 async def woocommerce_hook(
     request: Request[Any, Any, Any],
     store_id: FromPath[str],

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
 from loyalty.stores import Principal, Scope
+from plugin import metrics
 from plugin.auth import OWN_MEMBER, requires
 from plugin.runtime import Runtime
 from recommender.serving import Reader
@@ -41,7 +42,7 @@ def provide_reader(state: State, runtime: NamedDependency[Runtime]) -> Reader:
     """One reader per app: it caches the live version number and product ids, never a model."""
     reader = state.get("recommendation_reader")
     if reader is None:
-        reader = Reader(runtime.redis)
+        reader = Reader(runtime.redis, observe=metrics.recommendations_read)
         state["recommendation_reader"] = reader
     return reader
 

@@ -41,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.set_defaults(run=serve)
 
-    commands.add_parser("worker", parents=[common], help="run the background worker").set_defaults(
-        run=run_worker
+    worker = commands.add_parser("worker", parents=[common], help="run the background worker")
+    worker.add_argument("--host", help="bind address of the metrics port (PATRON_HOST)")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics on this port (PATRON_METRICS_PORT)"
     )
+    worker.set_defaults(run=run_worker)
     commands.add_parser("migrate", parents=[common], help="apply pending migrations").set_defaults(
         run=run_migrate
     )
@@ -122,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SETTINGS_FLAGS = ("data_dir", "host", "port", "workers", "worker")
+_SETTINGS_FLAGS = ("data_dir", "host", "port", "workers", "worker", "metrics_port")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import msgspec
 from loyalty import stores
 from loyalty.errors import PatronError
 from loyalty.stores import StoreCreate
-from plugin import embedded
+from plugin import embedded, metrics
 from plugin.cli._common import _migrate, _with_runtime
 from plugin.lifespan import make_worker
 from plugin.runtime import Runtime
@@ -44,15 +44,16 @@ def serve(settings: Settings, _: argparse.Namespace) -> int:
         assert settings.database_url is not None
         asyncio.run(_migrate(settings.database_url))
         os.environ.update(settings_env(settings))
-        Server(
-            "plugin.app:create_app",
-            factory=True,
-            address=settings.host,
-            port=settings.port,
-            interface=Interfaces.ASGI,
-            workers=settings.workers,
-            log_enabled=False,
-        ).serve()
+        with metrics.multiprocess_mode(settings.workers):
+            Server(
+                "plugin.app:create_app",
+                factory=True,
+                address=settings.host,
+                port=settings.port,
+                interface=Interfaces.ASGI,
+                workers=settings.workers,
+                log_enabled=False,
+            ).serve()
     finally:
         if servers is not None:
             servers.close()
@@ -68,7 +69,8 @@ def run_worker(settings: Settings, _: argparse.Namespace) -> int:
         await make_worker(runtime).run(stop)
         return 0
 
-    return _with_runtime(settings, body)
+    with metrics.worker_metrics(settings):
+        return _with_runtime(settings, body)
 
 
 def run_migrate(settings: Settings, _: argparse.Namespace) -> int:
