@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from loyalty.repository import Connection
 from loyalty.stores import Principal
@@ -19,14 +19,20 @@ def provide_runtime(state: State) -> Runtime:
     return runtime
 
 
-async def provide_conn(state: State) -> AsyncGenerator[Connection, None]:
+# Litestar resolves dependencies of the same depth concurrently, in an anyio task group: two tasks
+# per request for a handler taking `conn` and `runtime` side by side. Chained (runtime, then conn or
+# principal) they resolve inline, which took about a tenth of the CPU of an ingested webhook.
+
+
+async def provide_conn(runtime: NamedDependency[Runtime]) -> AsyncGenerator[Connection, None]:
     """A pooled connection inside a transaction; an exception in the handler rolls it back."""
-    runtime: Runtime = state.patron
     async with runtime.pool.acquire() as conn, conn.transaction():
         yield conn
 
 
-def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+def provide_principal(request: Request[Any, Any, Any], runtime: NamedDependency[Runtime]) -> Principal:
+    """The authenticated caller. `runtime` only orders it after the runtime (see above)."""
+    del runtime
     principal: Principal = request.auth
     return principal
 
