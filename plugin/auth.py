@@ -28,9 +28,10 @@ EXCLUDE_FROM_AUTH = "exclude_from_auth"
 SCOPES = "scopes"
 OWN_MEMBER = "own_member"
 """Route `opt` flag for routes under `/v1/members/{cid}`: a member token acts for its own member only."""
-APP_NEEDS_MEMBER_TOKEN = "app_needs_member_token"  # noqa: S105 - an opt key, not a secret
-"""Route `opt` flag for writes an app may make only as a member: an app API key may read members,
-but acting for one (spending their points) takes that member's token."""
+APP_KEY = "app_key"
+"""Route `opt` flag (set by `requires(..., app_key=True)`) letting an app's own API key through.
+Elsewhere scope `app` means a member token: an app key ships inside the app, where anyone can read it,
+so it must not read or act for members."""
 
 AnyConnection = ASGIConnection[Any, Any, Any, Any]
 
@@ -112,13 +113,18 @@ def bearer_token(connection: AnyConnection) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def requires(*scopes: Scope) -> dict[str, frozenset[Scope]]:
+def requires(*scopes: Scope, app_key: bool = False) -> dict[str, Any]:
     """Route `opt` letting through keys of the given scopes only: `@get(..., opt=requires(Scope.app))`.
 
-    `authenticate` checks it, rather than a guard of its own: Litestar copies the route handler for
-    every guard on every request, which cost as much as the rest of the auth together.
+    `Scope.app` lets through member tokens (an app acting for one member); the app's own API key
+    too only with `app_key=True`. `authenticate` checks it, rather than a guard of its own: Litestar
+    copies the route handler for every guard on every request, which cost as much as the rest of
+    the auth together.
     """
-    return {SCOPES: frozenset(scopes)}
+    opt: dict[str, Any] = {SCOPES: frozenset(scopes)}
+    if app_key:
+        opt[APP_KEY] = True
+    return opt
 
 
 # Guards are coroutines even when they do no I/O: Litestar runs a plain-function guard in a worker
@@ -154,10 +160,10 @@ def _authorize(principal: Principal, connection: AnyConnection, opt: dict[str, A
     if allowed is not None and principal.scope not in allowed:
         names = ", ".join(sorted(scope.value for scope in allowed))
         raise PermissionDeniedException(f"this route needs a key of scope {names}")
+    if principal.scope == Scope.app and principal.customer_id is None and not opt.get(APP_KEY):
+        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
     if opt.get(OWN_MEMBER):
         member_access(principal, connection.path_params["cid"])
-    if opt.get(APP_NEEDS_MEMBER_TOKEN) and principal.scope == Scope.app and principal.customer_id is None:
-        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
 
 
 def member_access(principal: Principal, customer_id: str) -> None:
