@@ -28,6 +28,11 @@ EXCLUDE_FROM_AUTH = "exclude_from_auth"
 SCOPES = "scopes"
 OWN_MEMBER = "own_member"
 """Route `opt` flag for routes under `/v1/members/{cid}`: a member token acts for its own member only."""
+WEBHOOK_LIMIT = "webhook_limit"
+"""Route `opt` flag for inbound webhooks: no API key, but counted against the webhook rate limit of
+the store in the `store_id` path parameter."""
+WEBHOOK = {EXCLUDE_FROM_AUTH: True, WEBHOOK_LIMIT: True}
+"""The `opt` of an inbound webhook route (authenticated by its signature, in the handler)."""
 APP_KEY = "app_key"
 """Route `opt` flag (set by `requires(..., app_key=True)`) letting an app's own API key through.
 Elsewhere scope `app` means a member token: an app key ships inside the app, where anyone can read it,
@@ -133,15 +138,20 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
     """Router-wide guard: resolves the bearer API key or member token into `request.auth` (or answers
     401), then checks its scope against the route's `requires(...)` (or answers 403).
 
-    A guard rather than a middleware so that its 401 goes through the route's error handling and
-    middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
+    Then it counts the request against its rate limits (or answers 429): after authorization, so
+    that refused requests spend nobody's budget. A guard rather than a middleware so that its
+    answers go through the route's error handling and middleware (request id, metrics) like any
+    other response. Routes with `exclude_from_auth` skip it (inbound webhooks count against their
+    store's webhook limit only).
     """
+    runtime = connection.app.state.patron
     if handler.opt.get(EXCLUDE_FROM_AUTH):
+        if handler.opt.get(WEBHOOK_LIMIT):
+            runtime.limits.check_webhook(connection.path_params["store_id"])
         return
     token = bearer_token(connection)
     if token is None:
         raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-    runtime = connection.app.state.patron
     if token.startswith(member_tokens.PREFIX):
         principal = await runtime.member_tokens.resolve(token, pool=runtime.pool, now=runtime.clock())
         if principal is None:
@@ -152,6 +162,7 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
         raise NotAuthorizedException("the API key is unknown, expired or revoked")
     connection.scope["auth"] = principal
     _authorize(principal, connection, handler.opt)
+    runtime.limits.check(principal)
 
 
 def _authorize(principal: Principal, connection: AnyConnection, opt: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What a running Patron process holds: settings, the pool, Redis, the key resolver, the clock."""
+"""What a running Patron process holds: settings, the pool, Redis, the key resolver, the rate limits,
+the clock."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
+from plugin.rate_limits import RateLimiter
 from plugin.settings import Settings
 
 
@@ -25,6 +27,7 @@ class Runtime:
     pool: asyncpg.Pool
     redis: Redis
     keys: KeyResolver
+    limits: RateLimiter
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)

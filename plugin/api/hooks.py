@@ -22,7 +22,7 @@ from loyalty.events import MalformedEvent, decode_envelope
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
-from plugin.auth import EXCLUDE_FROM_AUTH
+from plugin.auth import WEBHOOK
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
 
 @post(
     "/v1/hooks/standard/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="Standard Webhooks inbound events",
@@ -91,7 +91,7 @@ async def standard(
 
 @post(
     "/v1/hooks/shopify/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="Shopify webhooks",
@@ -147,7 +147,7 @@ async def shopify_hook(
 
 @post(
     "/v1/hooks/woocommerce/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="WooCommerce webhooks",
