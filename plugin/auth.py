@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import time
@@ -201,5 +202,10 @@ async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None
     if expected is None:
         raise NotAuthorizedException("operator endpoints are disabled: PATRON_ADMIN_TOKEN is not set")
     token = bearer_token(connection) or ""
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    # Digests of one length: compare_digest on the tokens themselves would tell the token's length.
+    if not hmac.compare_digest(_digest(token), _digest(expected)):
         raise NotAuthorizedException("the operator token is missing or wrong")
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()

@@ -68,10 +68,13 @@ async def standard(
     if store is None:
         raise NotFound(f"no store {store_id}")
     now = runtime.clock()
+
+    def check(secrets: list[str]) -> str:
+        return signing.verify(secrets[0], headers=request.headers, body=body, now=now.timestamp())
+
     try:
-        event_id = signing.verify(
-            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
-        )
+        # The current secret, then (during a rotation) the previous one.
+        event_id = await platforms.verify(conn, store=store, platform="standard", check=check, now=now)
     except signing.InvalidSignature:
         if not cached:
             raise
@@ -79,9 +82,7 @@ async def standard(
         store, _ = await runtime.hook_stores.get(conn, store_id, fresh=True)
         if store is None:
             raise NotFound(f"no store {store_id}") from None
-        event_id = signing.verify(
-            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
-        )
+        event_id = check([store.webhook_secret])
     event_type, event = decode_envelope(body)
     outcome = await inbox.receive(
         conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
