@@ -30,13 +30,17 @@ async def paid(client: Client, shop: StoreCreated, **kwargs: Any) -> httpx.Respo
     return await send_shopify(client, shop, "orders/paid", fixture_bytes("shopify", "orders_paid"), **kwargs)
 
 
+async def rotate(client: Client, shop: StoreCreated, platform: str, **body: Any) -> httpx.Response:
+    return await client.post(
+        f"/v1/admin/stores/{shop.store_id}/platform-secrets",
+        json={"platform": platform} | body,
+        headers=ADMIN,
+    )
+
+
 class TestSecretRotation:
     async def rotate(self, client: Client, shop: StoreCreated, **body: Any) -> httpx.Response:
-        return await client.post(
-            f"/v1/admin/stores/{shop.store_id}/platform-secrets",
-            json={"platform": "shopify"} | body,
-            headers=ADMIN,
-        )
+        return await rotate(client, shop, "shopify", **body)
 
     async def test_both_secrets_verify_during_the_grace_period(
         self, client: Client, shop: StoreCreated, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
@@ -103,11 +107,7 @@ async def standard(
 
 class TestStandardSecretRotation:
     async def rotate(self, client: Client, shop: StoreCreated, **body: Any) -> httpx.Response:
-        return await client.post(
-            f"/v1/admin/stores/{shop.store_id}/platform-secrets",
-            json={"platform": "standard"} | body,
-            headers=ADMIN,
-        )
+        return await rotate(client, shop, body.pop("platform", "standard"), **body)
 
     async def test_patron_makes_the_new_secret_and_both_verify_during_the_grace(
         self, client: Client, shop: StoreCreated, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
