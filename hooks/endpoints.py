@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import secrets
 from datetime import datetime
 from typing import Annotated, Literal, get_args
@@ -10,7 +9,7 @@ from typing import Annotated, Literal, get_args
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from hooks import targets
+from hooks import signing, targets
 from hooks.repository import endpoints as repo
 from hooks.repository.endpoints import EndpointRow
 from loyalty.errors import NotFound
@@ -109,7 +108,7 @@ async def create(
         url=data.url,
         events=_unique(data.events),
         description=data.description,
-        secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        secret=signing.new_secret(),
     )
     return WebhookEndpointCreated(**msgspec.structs.asdict(_view(row)), secret=row.secret)
 

@@ -1,5 +1,6 @@
-"""A store's platform connections: the secrets Shopify and WooCommerce sign webhooks with (rotated
-with two valid at once), and the REST credentials reconciliation reads WooCommerce with.
+"""A store's platform connections: the secrets its webhooks are signed with (the Standard Webhooks
+`whsec_` secret, Shopify's and WooCommerce's; each rotated with two valid at once), and the REST
+credentials reconciliation reads WooCommerce with.
 
 Rotation: the new secret is current at once; the one it replaces keeps verifying for a grace
 period (48 hours by default: deliveries signed before the switch, and Shopify's retries of
@@ -11,18 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
+from hooks import signing
 from hooks.repository import platforms as repo
 from hooks.signing import InvalidSignature
-from loyalty.errors import NotFound
+from loyalty.errors import InvalidInput, NotFound
 from loyalty.repository import Connection
 from loyalty.repository.stores import StoreRow
 
 Platform = Literal["shopify", "woocommerce"]
+Signer = Literal["standard", "shopify", "woocommerce"]
+"""Whose scheme an inbound webhook is signed with: Patron's own (Standard Webhooks) or a platform's."""
+T = TypeVar("T")
 
 DEFAULT_GRACE_SECONDS = 48 * 3600
 
@@ -31,16 +36,20 @@ class PlatformSecretRotation(msgspec.Struct, kw_only=True, forbid_unknown_fields
     """Make `secret` the platform's current webhook secret; the one it replaces stays valid for
     `grace_seconds` (0: not at all)."""
 
-    platform: Platform
-    secret: Annotated[str, Meta(min_length=1, max_length=500)]
+    platform: Signer
+    secret: Annotated[str, Meta(min_length=1, max_length=500)] | None = None
+    """The new secret: the one Shopify or WooCommerce shows (required for them). For `standard`,
+    a `whsec_` secret; left out, Patron makes one."""
     grace_seconds: Annotated[int, Meta(ge=0, le=30 * 86400)] = DEFAULT_GRACE_SECONDS
 
 
 class PlatformSecretRotated(msgspec.Struct, kw_only=True):
     """The rotation done. Signatures with the previous secret verify until `previous_valid_until`."""
 
-    platform: Platform
+    platform: Signer
     previous_valid_until: datetime | None
+    secret: str | UnsetType = UNSET
+    """The new `standard` secret Patron made (shown only here)."""
 
 
 class WooCommerceApi(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -64,36 +73,52 @@ async def rotate_secret(
     conn: Connection, *, store_id: str, rotation: PlatformSecretRotation, now: datetime
 ) -> PlatformSecretRotated:
     """Switch the platform's webhook secret, keeping the outgoing one valid for the grace period."""
+    secret, made = rotation.secret, False
+    if rotation.platform != "standard":
+        if secret is None:
+            raise InvalidInput(f"the new {rotation.platform} secret is required", field="secret")
+    elif secret is None:
+        secret, made = signing.new_secret(), True
+    elif not signing.is_secret(secret):
+        raise InvalidInput("a standard secret is whsec_ and the base64 of 16 bytes or more", field="secret")
     until = now + timedelta(seconds=rotation.grace_seconds) if rotation.grace_seconds else None
     found, kept = await repo.rotate_secret(
-        conn, store_id=store_id, platform=rotation.platform, secret=rotation.secret, previous_until=until
+        conn, store_id=store_id, platform=rotation.platform, secret=secret, previous_until=until
     )
     if not found:
         raise NotFound(f"no store {store_id}")
-    return PlatformSecretRotated(platform=rotation.platform, previous_valid_until=until if kept else None)
+    return PlatformSecretRotated(
+        platform=rotation.platform,
+        previous_valid_until=until if kept else None,
+        secret=secret if made else UNSET,
+    )
+
+
+def current_secret(store: StoreRow, platform: Signer) -> str | None:
+    return store.webhook_secret if platform == "standard" else store.platform_secrets.get(platform)
 
 
 async def verify(
     conn: Connection,
     *,
     store: StoreRow,
-    platform: Platform,
-    check: Callable[[list[str]], None],
+    platform: Signer,
+    check: Callable[[list[str]], T],
     now: datetime,
-) -> None:
+) -> T:
     """Run `check` (which raises `InvalidSignature`) with the current secret, then the previous one.
 
     The previous secret is read only when the current one fails: a rotation costs nothing on the
     common path.
     """
-    current = store.platform_secrets.get(platform)
+    current = current_secret(store, platform)
     try:
-        check([current] if current else [])
+        return check([current] if current else [])
     except InvalidSignature:
         previous = await repo.previous_secret(conn, store_id=store.store_id, platform=platform, now=now)
         if previous is None:
             raise
-        check([previous])
+        return check([previous])
 
 
 async def set_woocommerce_api(conn: Connection, *, store_id: str, api: WooCommerceApi) -> WooCommerceApiSaved:

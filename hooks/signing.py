@@ -7,6 +7,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 from collections.abc import Mapping, Sequence
 
 from loyalty.errors import PatronError
@@ -23,6 +24,21 @@ class InvalidSignature(PatronError):
 
 def secret_key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def new_secret() -> str:
+    """A fresh `whsec_` secret: 24 random bytes, base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def is_secret(value: str) -> bool:
+    """Whether `value` is a usable Standard Webhooks secret: `whsec_` and base64 of 16 bytes or more."""
+    if not value.startswith(SECRET_PREFIX):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)) >= 16
+    except (binascii.Error, ValueError):
+        return False
 
 
 def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:

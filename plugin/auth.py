@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import time
@@ -28,9 +29,15 @@ EXCLUDE_FROM_AUTH = "exclude_from_auth"
 SCOPES = "scopes"
 OWN_MEMBER = "own_member"
 """Route `opt` flag for routes under `/v1/members/{cid}`: a member token acts for its own member only."""
-APP_NEEDS_MEMBER_TOKEN = "app_needs_member_token"  # noqa: S105 - an opt key, not a secret
-"""Route `opt` flag for writes an app may make only as a member: an app API key may read members,
-but acting for one (spending their points) takes that member's token."""
+WEBHOOK_LIMIT = "webhook_limit"
+"""Route `opt` flag for inbound webhooks: no API key, but counted against the webhook rate limit of
+the store in the `store_id` path parameter."""
+WEBHOOK = {EXCLUDE_FROM_AUTH: True, WEBHOOK_LIMIT: True}
+"""The `opt` of an inbound webhook route (authenticated by its signature, in the handler)."""
+APP_KEY = "app_key"
+"""Route `opt` flag (set by `requires(..., app_key=True)`) letting an app's own API key through.
+Elsewhere scope `app` means a member token: an app key ships inside the app, where anyone can read it,
+so it must not read or act for members."""
 
 AnyConnection = ASGIConnection[Any, Any, Any, Any]
 
@@ -112,13 +119,18 @@ def bearer_token(connection: AnyConnection) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def requires(*scopes: Scope) -> dict[str, frozenset[Scope]]:
+def requires(*scopes: Scope, app_key: bool = False) -> dict[str, Any]:
     """Route `opt` letting through keys of the given scopes only: `@get(..., opt=requires(Scope.app))`.
 
-    `authenticate` checks it, rather than a guard of its own: Litestar copies the route handler for
-    every guard on every request, which cost as much as the rest of the auth together.
+    `Scope.app` lets through member tokens (an app acting for one member); the app's own API key
+    too only with `app_key=True`. `authenticate` checks it, rather than a guard of its own: Litestar
+    copies the route handler for every guard on every request, which cost as much as the rest of
+    the auth together.
     """
-    return {SCOPES: frozenset(scopes)}
+    opt: dict[str, Any] = {SCOPES: frozenset(scopes)}
+    if app_key:
+        opt[APP_KEY] = True
+    return opt
 
 
 # Guards are coroutines even when they do no I/O: Litestar runs a plain-function guard in a worker
@@ -127,15 +139,20 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
     """Router-wide guard: resolves the bearer API key or member token into `request.auth` (or answers
     401), then checks its scope against the route's `requires(...)` (or answers 403).
 
-    A guard rather than a middleware so that its 401 goes through the route's error handling and
-    middleware (request id, metrics) like any other response. Routes with `exclude_from_auth` skip it.
+    Then it counts the request against its rate limits (or answers 429): after authorization, so
+    that refused requests spend nobody's budget. A guard rather than a middleware so that its
+    answers go through the route's error handling and middleware (request id, metrics) like any
+    other response. Routes with `exclude_from_auth` skip it (inbound webhooks count against their
+    store's webhook limit only).
     """
+    runtime = connection.app.state.patron
     if handler.opt.get(EXCLUDE_FROM_AUTH):
+        if handler.opt.get(WEBHOOK_LIMIT):
+            runtime.limits.check_webhook(connection.path_params["store_id"])
         return
     token = bearer_token(connection)
     if token is None:
         raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
-    runtime = connection.app.state.patron
     if token.startswith(member_tokens.PREFIX):
         principal = await runtime.member_tokens.resolve(token, pool=runtime.pool, now=runtime.clock())
         if principal is None:
@@ -146,6 +163,7 @@ async def authenticate(connection: AnyConnection, handler: BaseRouteHandler) -> 
         raise NotAuthorizedException("the API key is unknown, expired or revoked")
     connection.scope["auth"] = principal
     _authorize(principal, connection, handler.opt)
+    runtime.limits.check(principal)
 
 
 def _authorize(principal: Principal, connection: AnyConnection, opt: dict[str, Any]) -> None:
@@ -154,10 +172,10 @@ def _authorize(principal: Principal, connection: AnyConnection, opt: dict[str, A
     if allowed is not None and principal.scope not in allowed:
         names = ", ".join(sorted(scope.value for scope in allowed))
         raise PermissionDeniedException(f"this route needs a key of scope {names}")
+    if principal.scope == Scope.app and principal.customer_id is None and not opt.get(APP_KEY):
+        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
     if opt.get(OWN_MEMBER):
         member_access(principal, connection.path_params["cid"])
-    if opt.get(APP_NEEDS_MEMBER_TOKEN) and principal.scope == Scope.app and principal.customer_id is None:
-        raise PermissionDeniedException("an app acts for a member with a member token, not its API key")
 
 
 def member_access(principal: Principal, customer_id: str) -> None:
@@ -184,5 +202,10 @@ async def operator_guard(connection: AnyConnection, _: BaseRouteHandler) -> None
     if expected is None:
         raise NotAuthorizedException("operator endpoints are disabled: PATRON_ADMIN_TOKEN is not set")
     token = bearer_token(connection) or ""
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    # Digests of one length: compare_digest on the tokens themselves would tell the token's length.
+    if not hmac.compare_digest(_digest(token), _digest(expected)):
         raise NotAuthorizedException("the operator token is missing or wrong")
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()

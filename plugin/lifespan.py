@@ -16,6 +16,7 @@ from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.member_versions import MemberVersions
 from plugin.migrations import migrate
+from plugin.rate_limits import rate_limiter
 from plugin.runtime import Runtime
 from plugin.settings import Settings
 from plugin.worker import Worker
@@ -42,6 +43,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                     redis=redis,
                     keys=KeyResolver(pool, ttl=settings.key_cache_seconds),
                     member_versions=MemberVersions(pool),
+                    limits=rate_limiter(redis, settings),
                 )
             finally:
                 await redis.aclose()
@@ -72,6 +74,8 @@ def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]
     async def patron_lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime, contextlib.AsyncExitStack() as stack:
             app.state.patron = runtime
+            # Counts of the last moments reach Redis (other replicas go on limiting with them).
+            stack.push_async_callback(lambda: runtime.limits.aclose())
             revocations = asyncio.create_task(runtime.keys.follow_revocations(runtime.redis))
             stack.callback(revocations.cancel)
             # Every process offers to relay member changes to Redis; one (holding the lock) does.

@@ -1,4 +1,5 @@
-"""What a running Patron process holds: settings, the pool, Redis, the key resolver, the clock."""
+"""What a running Patron process holds: settings, the pool, Redis, the key resolver, the rate limits,
+the clock."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
 from plugin.member_versions import MemberVersions
+from plugin.rate_limits import RateLimiter
 from plugin.settings import Settings
 
 
@@ -27,6 +29,7 @@ class Runtime:
     redis: Redis
     keys: KeyResolver
     member_versions: MemberVersions
+    limits: RateLimiter
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)

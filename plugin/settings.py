@@ -64,6 +64,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     delivery_retry_schedule: tuple[Annotated[int, Meta(ge=0)], ...] = (30, 120, 600, 3600, 21600, 86400)
     """Outbound delivery retry delays in seconds; the last attempt dead-letters."""
 
+    rate_limit_window_seconds: Annotated[float, Meta(ge=1, le=3600)] = 60.0
+    """The sliding window the rate limits below count requests in."""
+
+    rate_limit_per_key: Annotated[int, Meta(ge=0)] = 120_000
+    """Requests per window for one API key (a member token: per member); 0 turns the limit off."""
+
+    rate_limit_per_store: Annotated[int, Meta(ge=0)] = 600_000
+    """API requests per window for one store, all its keys and member tokens together; 0: off."""
+
+    rate_limit_webhooks_per_store: Annotated[int, Meta(ge=0)] = 120_000
+    """Inbound webhooks per window for one store (platforms retry a 429 later); 0: off."""
+
     allow_private_webhook_targets: bool = False
     """Allow outbound webhook URLs on private, loopback and link-local addresses (development and
     tests only: in production it would let a store make Patron call into its own network)."""

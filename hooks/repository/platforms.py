@@ -1,4 +1,4 @@
-"""A store's platform secrets (current and, during a rotation, previous) and REST credentials."""
+"""A store's webhook secrets (current and, during a rotation, previous) and REST credentials."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from typing import Any
 from loyalty.repository import Connection
 
 # SET expressions all see the row as it was: the outgoing current secret becomes the previous one.
+# The standard (Standard Webhooks) secret is the `webhook_secret` column; the platforms' are keys of
+# `platform_secrets`.
 _ROTATE = """
 UPDATE stores SET
     previous_platform_secrets = CASE
-        WHEN platform_secrets ? $2::text AND $4::timestamptz IS NOT NULL THEN
-            previous_platform_secrets || jsonb_build_object(
-                $2::text,
-                jsonb_build_object('secret', platform_secrets ->> $2::text, 'valid_until', $4::timestamptz))
+        WHEN $4::timestamptz IS NULL THEN previous_platform_secrets - $2::text
+        WHEN $2::text = 'standard' THEN previous_platform_secrets || jsonb_build_object(
+            'standard', jsonb_build_object('secret', webhook_secret, 'valid_until', $4::timestamptz))
+        WHEN platform_secrets ? $2::text THEN previous_platform_secrets || jsonb_build_object(
+            $2::text,
+            jsonb_build_object('secret', platform_secrets ->> $2::text, 'valid_until', $4::timestamptz))
         ELSE previous_platform_secrets - $2::text
     END,
-    platform_secrets = platform_secrets || jsonb_build_object($2::text, $3::text)
+    platform_secrets = CASE
+        WHEN $2::text = 'standard' THEN platform_secrets
+        ELSE platform_secrets || jsonb_build_object($2::text, $3::text)
+    END,
+    webhook_secret = CASE WHEN $2::text = 'standard' THEN $3::text ELSE webhook_secret END
 WHERE store_id = $1
 RETURNING previous_platform_secrets -> $2::text ->> 'valid_until'
 """

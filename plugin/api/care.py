@@ -2,8 +2,8 @@
 
 | route | scopes |
 | --- | --- |
-| `GET /v1/members/{cid}/suggestions` | channel, app (key or member token), marketer |
-| `POST /v1/members/{cid}/suggestions/{sid}/dismiss`, `/acted` | channel, app (member token), marketer |
+| `GET /v1/members/{cid}/suggestions` | channel, marketer, member token (its own) |
+| `POST /v1/members/{cid}/suggestions/{sid}/dismiss`, `/acted` | channel, marketer, member token (its own) |
 | `GET /v1/care/report` | marketer |
 """
 
@@ -20,10 +20,10 @@ from loyalty import care_actions, programs
 from loyalty.care_actions import CareReport, SuggestionList
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
-from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
+from plugin.auth import OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
-_WRITERS = requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True}
+_WRITERS = requires(Scope.channel, Scope.app, Scope.marketer)
 
 
 class SuggestionsController(Controller):

@@ -2,10 +2,10 @@
 
 | route | scopes |
 | --- | --- |
-| `POST /v1/members/{cid}/cases` | channel, marketer, app with a member token (its own member) |
-| `GET /v1/members/{cid}/cases`, `GET /v1/cases/{case_id}` | channel, marketer, app (member token: own) |
+| `POST /v1/members/{cid}/cases` | channel, marketer, member token (its own) |
+| `GET /v1/members/{cid}/cases`, `GET /v1/cases/{case_id}` | channel, marketer, member token (its own) |
 | `POST /v1/cases/{case_id}/events` | channel, marketer |
-| `POST /v1/cases/{case_id}/satisfaction` | channel, app with a member token (its own case) |
+| `POST /v1/cases/{case_id}/satisfaction` | channel, member token (its own case) |
 | `GET /v1/cases/metrics` | channel, marketer |
 | `GET`/`PUT /v1/cases/policy` | marketer (GET: channel too) |
 
@@ -35,7 +35,7 @@ from loyalty.repository import Connection
 from loyalty.sla import SlaPolicy
 from loyalty.stores import Principal, Scope
 from plugin.api.members import IdempotencyKey, replayed_header
-from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, actor_of, requires
+from plugin.auth import OWN_MEMBER, actor_of, requires
 from plugin.runtime import Runtime
 
 READERS = requires(Scope.channel, Scope.app, Scope.marketer)
@@ -49,7 +49,7 @@ class MemberCasesController(Controller):
     @post(
         "/",
         status_code=HTTP_201_CREATED,
-        opt=requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True},
+        opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="Open a service case",
     )
     async def open_case(
@@ -195,7 +195,7 @@ class CasesController(Controller):
     @post(
         "/{case_id:str}/satisfaction",
         status_code=HTTP_201_CREATED,
-        opt=requires(Scope.channel, Scope.app) | {APP_NEEDS_MEMBER_TOKEN: True},
+        opt=requires(Scope.channel, Scope.app),
         summary="Rate a resolved case",
     )
     async def rate(

@@ -25,7 +25,7 @@ from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
 from plugin import metrics
-from plugin.auth import EXCLUDE_FROM_AUTH
+from plugin.auth import WEBHOOK
 from plugin.errors import problem_code
 from plugin.runtime import Runtime
 
@@ -76,7 +76,7 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
 
 @post(
     "/v1/hooks/standard/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="Standard Webhooks inbound events",
@@ -97,10 +97,13 @@ async def standard(
     if store is None:
         raise NotFound(f"no store {store_id}")
     now = runtime.clock()
+
+    def check(secrets: list[str]) -> str:
+        return signing.verify(secrets[0], headers=request.headers, body=body, now=now.timestamp())
+
     try:
-        event_id = signing.verify(
-            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
-        )
+        # The current secret, then (during a rotation) the previous one.
+        event_id = await platforms.verify(conn, store=store, platform="standard", check=check, now=now)
     except signing.InvalidSignature:
         if not cached:
             raise
@@ -108,9 +111,7 @@ async def standard(
         store, _ = await runtime.hook_stores.get(conn, store_id, fresh=True)
         if store is None:
             raise NotFound(f"no store {store_id}") from None
-        event_id = signing.verify(
-            store.webhook_secret, headers=request.headers, body=body, now=now.timestamp()
-        )
+        event_id = check([store.webhook_secret])
     event_type, event = decode_envelope(body)
     outcome = await inbox.receive(
         conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
@@ -120,7 +121,7 @@ async def standard(
 
 @post(
     "/v1/hooks/shopify/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="Shopify webhooks",
@@ -177,7 +178,7 @@ async def shopify_hook(
 
 @post(
     "/v1/hooks/woocommerce/{store_id:str}",
-    opt={EXCLUDE_FROM_AUTH: True},
+    opt=WEBHOOK,
     status_code=200,
     tags=["webhooks"],
     summary="WooCommerce webhooks",

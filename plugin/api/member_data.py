@@ -2,8 +2,8 @@
 
 | route | scopes |
 | --- | --- |
-| `GET /v1/members/{cid}/events`, `GET …/changes` | channel, app (key or member token), marketer |
-| `GET /v1/members/{cid}/export` | marketer, app with a member token (the member's own data) |
+| `GET /v1/members/{cid}/events`, `GET …/changes` | channel, marketer, member token (its own) |
+| `GET /v1/members/{cid}/export` | marketer, member token (its own) |
 | `DELETE /v1/members/{cid}` | marketer |
 """
 
@@ -24,7 +24,7 @@ from loyalty.privacy import ChangesPage, MemberExport
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin import change_feed, profile_cache
-from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
+from plugin.auth import OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
 FOLLOWERS = requires(Scope.channel, Scope.app, Scope.marketer)
@@ -87,7 +87,7 @@ class MemberDataController(Controller):
 
     @get(
         "/export",
-        opt=requires(Scope.marketer, Scope.app) | {APP_NEEDS_MEMBER_TOKEN: True},
+        opt=requires(Scope.marketer, Scope.app),
         summary="Export all of a member's data",
     )
     async def export(

@@ -8,8 +8,8 @@ of their store, by scope:
 | --- | --- |
 | `GET /v1/members` (the list) | marketer, channel |
 | `POST /tokens` | storefront, channel |
-| `GET /`, `GET /ledger` | channel, app (key or member token), marketer |
-| `POST /redemptions` | channel, marketer, app with a member token (an app key may read, not spend) |
+| `GET /`, `GET /ledger` | channel, marketer, member token (its own) |
+| `POST /redemptions` | channel, marketer, member token (its own) |
 | `POST /adjustments` | marketer |
 """
 
@@ -33,7 +33,7 @@ from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin import profile_cache
 from plugin.api.paging import Cursor, Limit, decode_cursor, encode_cursor
-from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
+from plugin.auth import OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
 IdempotencyKey = Annotated[
@@ -162,7 +162,7 @@ class MembersController(Controller):
     @post(
         "/redemptions",
         status_code=HTTP_201_CREATED,
-        opt=requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True},
+        opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="Redeem points for a reward",
     )
     async def redeem(

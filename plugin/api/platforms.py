@@ -30,7 +30,8 @@ class PlatformController(Controller):
     ) -> PlatformSecretRotated:
         """The new secret verifies webhooks at once; the one it replaces keeps verifying for
         `grace_seconds` (default 48 hours, 0 for not at all), so nothing signed before the switch
-        is refused. At most two secrets are valid at any time."""
+        is refused. At most two secrets are valid at any time. `standard` rotates the store's
+        `whsec_` secret (Patron makes the new one unless given, and shows it only here)."""
         return await platforms.rotate_secret(conn, store_id=store_id, rotation=data, now=runtime.clock())
 
     @put("/platform-api/woocommerce", summary="Set WooCommerce REST credentials")

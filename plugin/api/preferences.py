@@ -2,8 +2,8 @@
 
 | route | scopes |
 | --- | --- |
-| `GET /v1/members/{cid}/preferences`, `GET …/timeline` | channel, app (key or member token), marketer |
-| `PATCH /v1/members/{cid}/preferences` | channel, marketer, app with a member token |
+| `GET /v1/members/{cid}/preferences`, `GET …/timeline` | channel, marketer, member token (its own) |
+| `PATCH /v1/members/{cid}/preferences` | channel, marketer, member token (its own) |
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from loyalty.timeline import Timeline
 from plugin.api.members import IdempotencyKey, replayed_header
-from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, actor_of, requires
+from plugin.auth import OWN_MEMBER, actor_of, requires
 from plugin.runtime import Runtime
 
 READERS = requires(Scope.channel, Scope.app, Scope.marketer)
@@ -42,7 +42,7 @@ class PreferencesController(Controller):
 
     @patch(
         "/preferences",
-        opt=requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True},
+        opt=requires(Scope.channel, Scope.app, Scope.marketer),
         summary="Change the member's preferences",
     )
     async def update_preferences(

@@ -119,6 +119,10 @@ def server_env(urls: Mapping[str, str], *, admin_token: str) -> dict[str, str]:
         PATRON_ADMIN_TOKEN=admin_token,
         PATRON_WORKER="false",
         PATRON_LOG_LEVEL="WARNING",
+        # Limits far above any load here: each request still pays for its check, none is refused.
+        PATRON_RATE_LIMIT_PER_KEY=str(10**12),
+        PATRON_RATE_LIMIT_PER_STORE=str(10**12),
+        PATRON_RATE_LIMIT_WEBHOOKS_PER_STORE=str(10**12),
     )
     return env
 

@@ -153,11 +153,12 @@ class TestMemberTokens:
         )
         assert response.status_code == 403
 
-    async def test_app_key_reads_any_member_but_redeems_only_with_a_member_token(
+    async def test_an_app_key_reads_and_redeems_only_with_a_member_token(
         self, client: Client, store: StoreCreated
     ) -> None:
+        # An app key ships inside the app, where anyone can read it: alone it acts for no member.
         cid = await new_member(client, store, points=1000)
-        assert (await client.get(f"/v1/members/{cid}", headers=key(store, "app"))).status_code == 200
+        assert (await client.get(f"/v1/members/{cid}", headers=key(store, "app"))).status_code == 403
         body = {"reward_id": "voucher-5"}
         as_key = await client.post(
             f"/v1/members/{cid}/redemptions", json=body, headers=key(store, "app") | {"Idempotency-Key": "a"}
@@ -223,12 +224,12 @@ class TestMemberView:
         cid = await new_member(client, store, points=10)
         first = await client.get(f"/v1/members/{cid}", headers=key(store, "channel"))
         etag = first.headers["etag"]
-        same = await client.get(f"/v1/members/{cid}", headers=key(store, "app") | {"If-None-Match": etag})
+        same = await client.get(f"/v1/members/{cid}", headers=key(store, "channel") | {"If-None-Match": etag})
         assert same.status_code == 304
         assert same.headers["etag"] == etag
         assert same.content == b""
         listed = await client.get(
-            f"/v1/members/{cid}", headers=key(store, "app") | {"If-None-Match": f'"other", W/{etag}'}
+            f"/v1/members/{cid}", headers=key(store, "channel") | {"If-None-Match": f'"other", W/{etag}'}
         )
         assert listed.status_code == 304
         await client.post(
@@ -236,7 +237,9 @@ class TestMemberView:
             json={"points": 5, "reason": "hello"},
             headers=key(store, "marketer"),
         )
-        changed = await client.get(f"/v1/members/{cid}", headers=key(store, "app") | {"If-None-Match": etag})
+        changed = await client.get(
+            f"/v1/members/{cid}", headers=key(store, "channel") | {"If-None-Match": etag}
+        )
         assert changed.status_code == 200
         assert changed.headers["etag"] != etag
         assert changed.json()["points"]["balance"] == 15
@@ -265,7 +268,7 @@ class TestLedger:
         while True:
             params = {"limit": "3"} | ({"cursor": cursor} if cursor else {})
             page = (
-                await client.get(f"/v1/members/{cid}/ledger", params=params, headers=key(store, "app"))
+                await client.get(f"/v1/members/{cid}/ledger", params=params, headers=key(store, "channel"))
             ).json()
             seen += [entry["points"] for entry in page["entries"]]
             pages += 1
@@ -290,13 +293,13 @@ class TestLedger:
     async def test_bad_cursor_is_422(self, client: Client, store: StoreCreated, cursor: str) -> None:
         cid = await new_member(client, store, points=10)
         response = await client.get(
-            f"/v1/members/{cid}/ledger", params={"cursor": cursor}, headers=key(store, "app")
+            f"/v1/members/{cid}/ledger", params={"cursor": cursor}, headers=key(store, "channel")
         )
         assert response.status_code == 422
         assert response.json()["errors"][0]["field"] == "cursor"
 
     async def test_unknown_member_is_404(self, client: Client, store: StoreCreated) -> None:
-        response = await client.get("/v1/members/nobody/ledger", headers=key(store, "app"))
+        response = await client.get("/v1/members/nobody/ledger", headers=key(store, "channel"))
         assert response.status_code == 404
 
 
@@ -314,9 +317,9 @@ class TestAdjustments:
         created = response.json()
         assert created["points"] == 250
         assert created["balance"] == 260
-        [entry] = (await client.get(f"/v1/members/{cid}/ledger?limit=1", headers=key(store, "app"))).json()[
-            "entries"
-        ]
+        [entry] = (
+            await client.get(f"/v1/members/{cid}/ledger?limit=1", headers=key(store, "channel"))
+        ).json()["entries"]
         assert entry["entry_id"] == created["entry_id"]
         assert entry["kind"] == "adjust"
         assert entry["reason"] == "adjustment: goodwill: late delivery"

@@ -14,12 +14,14 @@ import pytest
 from litestar import Litestar, get
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 
 from loyalty import stores
 from loyalty.stores import Principal, Scope, StoreCreated
 from plugin import database
 from plugin.app import create_app
 from plugin.auth import KeyResolver, authenticate, requires
+from plugin.rate_limits import RateLimiter
 from plugin.runtime import Runtime
 from plugin.settings import Settings
 from tests.conftest import ADMIN, bearer, eventually, make_store
@@ -268,9 +270,10 @@ def marketing() -> str:
 class TestRequiresOpt:
     @pytest.fixture
     async def client(self) -> AsyncIterator[AsyncTestClient[Litestar]]:
-        app = Litestar(
-            [marketing], guards=[authenticate], state=State({"patron": SimpleNamespace(keys=_Keys())})
-        )
+        # Limits off: the limiter never calls this Redis.
+        limits = RateLimiter(Redis(), window=60, per_key=0, per_store=0, webhooks_per_store=0)
+        patron = SimpleNamespace(keys=_Keys(), limits=limits)
+        app = Litestar([marketing], guards=[authenticate], state=State({"patron": patron}))
         async with AsyncTestClient(app) as client:
             yield client
 
