@@ -45,6 +45,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker: bool = True
     """Run the background worker inside `patron serve` (turn off when `patron worker` runs separately)."""
 
+    train_in_worker: bool = True
+    """The worker trains the recommender daily (in a child process). Turn off when a scheduler outside
+    Patron runs `patron train`, such as the Kubernetes CronJob in deploy/k8s."""
+
     log_format: Literal["text", "json"] = "text"
     """`json` writes one JSON object per line, for log shippers."""
 
