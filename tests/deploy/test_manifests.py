@@ -4,6 +4,7 @@ on, CLI commands its parser accepts, `PATRON_*` variables its settings know, pro
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import shlex
@@ -33,10 +34,21 @@ def routes() -> set[str]:
     return {route.path for route in app.routes}
 
 
+def exact(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The parser and its subcommands' parsers, refusing abbreviated flags (`--thread` for
+    `--threads`): a manifest should spell a flag as the CLI does."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                exact(subparser)
+    return parser
+
+
 def assert_command(argv: list[str]) -> None:
     """The arguments name a real `patron` command with flags it accepts."""
     try:
-        args = build_parser().parse_args(argv)
+        args = exact(build_parser()).parse_args(argv)
     except SystemExit:
         pytest.fail(f"`patron {shlex.join(argv)}` is not a command the CLI accepts")
     assert callable(args.run)
