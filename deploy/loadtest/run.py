@@ -21,7 +21,9 @@ import csv
 import json
 import os
 import random
+import resource
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -97,6 +99,32 @@ def patron_env(data_dir: str, admin_token: str) -> dict[str, str]:
     return env
 
 
+def embedded_pids(data_dir: Path) -> dict[str, int]:
+    """The embedded PostgreSQL postmaster and Redis server that serve a data dir, by name."""
+    pids = {}
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pids["PostgreSQL"] = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if (
+                entry.name.isdigit()
+                and b"redis-server" in (entry / "cmdline").read_bytes()
+                and Path(os.readlink(entry / "cwd")) == data_dir.resolve()
+            ):
+                pids["Redis"] = int(entry.name)
+    return pids
+
+
+def stop_leftovers(data_dir: Path) -> None:
+    """Stop embedded servers still running once `patron serve` has exited (the last process to let go
+    of them should have; this makes sure a run leaves nothing behind)."""
+    for name, pid in embedded_pids(data_dir).items():
+        with contextlib.suppress(ProcessLookupError):
+            # PostgreSQL's fast shutdown is SIGINT; SIGTERM would wait for every client to leave.
+            os.kill(pid, signal.SIGINT if name == "PostgreSQL" else signal.SIGTERM)
+            print(f"stopped the embedded {name} (pid {pid}) left running", file=sys.stderr)
+
+
 @contextlib.contextmanager
 def local_patron(
     args: argparse.Namespace, data_dir: str, admin_token: str, log: Path
@@ -128,6 +156,7 @@ def local_patron(
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+        stop_leftovers(Path(data_dir))
 
 
 # --- provisioning through the API ---------------------------------------------------------------------
@@ -201,7 +230,7 @@ async def provision(url: str, admin_token: str, members: int) -> dict[str, Any]:
         if published.status_code != 200:
             raise SystemExit(f"PUT /v1/program answered {published.status_code}: {published.text[:300]}")
 
-        products = [
+        products: list[dict[str, Any]] = [
             {
                 "product_id": f"p{n:03d}",
                 "title": f"{CATEGORIES[n % len(CATEGORIES)].title()} {n}",
@@ -210,7 +239,12 @@ async def provision(url: str, admin_token: str, members: int) -> dict[str, Any]:
             }
             for n in range(60)
         ]
-        sale = {"product_id": "p-sale", "title": "Flash sale", "category": "sale", "price": 1999}
+        sale: dict[str, Any] = {
+            "product_id": "p-sale",
+            "title": "Flash sale",
+            "category": "sale",
+            "price": 1999,
+        }
         events: list[tuple[str, dict[str, Any]]] = [
             ("product.upserted", {**p, "brand": "Patron", "tags": [], "consumable_days": 30})
             for p in [*products, sale]
@@ -317,17 +351,87 @@ def run_locust(args: argparse.Namespace, target: str, fixture_path: Path, prefix
         return subprocess.call(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
+def train(data_dir: str, admin_token: str, store_id: str) -> None:
+    command = [sys.executable, "-m", "plugin.cli", "train", "--store", store_id, "--threads", "1"]
+    env = patron_env(data_dir, admin_token)
+    subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True)
+
+
+def machine_conditions(
+    args: argparse.Namespace, before: dict[str, Any], after: dict[str, Any], requests: int
+) -> dict[str, str]:
+    """The machine's load and each process's CPU per request over the run, for the report."""
+    busy = (after["busy"][0] - before["busy"][0]) / (after["busy"][1] - before["busy"][1])
+    load = f"load average {before['load']:.1f} before and {after['load']:.1f} after"
+    conditions = {
+        "machine": f"{os.cpu_count()} cores, {load}",
+        "CPU busy during the run (whole machine)": f"{busy:.0%}",
+    }
+    if args.target is None:
+        conditions["served by"] = (
+            f"`patron serve --workers {args.server_workers}` (its worker in-process), "
+            "embedded PostgreSQL and Redis"
+        )
+    used = {name: (after["cpu"][name] or 0.0) - (before["cpu"][name] or 0.0) for name in before["cpu"]}
+    conditions["CPU per request"] = ", ".join(
+        f"{name} {1e6 * seconds / max(requests, 1):,.0f} µs ({seconds:.1f} s)"
+        for name, seconds in used.items()
+    )
+    return conditions
+
+
+_DATABASE_FIGURES = """
+SELECT pg_current_wal_lsn()::text AS lsn, pg_database_size(current_database()) AS size,
+       (SELECT count(*) FROM orders) AS orders, (SELECT count(*) FROM ledger_entries) AS entries
+"""
+
+
+async def database_figures(socket_dir: str) -> dict[str, Any]:
+    """Write-ahead log position, size and row counts of the embedded PostgreSQL."""
+    import asyncpg
+
+    conn = await asyncpg.connect(f"postgresql://postgres:@/postgres?host={socket_dir}")
+    try:
+        row = await conn.fetchrow(_DATABASE_FIGURES)
+        assert row is not None
+        figures = dict(row)
+        figures["wal"] = await conn.fetchval("SELECT pg_wal_lsn_diff($1::pg_lsn, '0/0')", figures.pop("lsn"))
+        return figures
+    finally:
+        await conn.close()
+
+
+def database_growth(before: dict[str, Any], after: dict[str, Any]) -> str:
+    orders = after["orders"] - before["orders"]
+    wal, size = float(after["wal"] - before["wal"]), after["size"] - before["size"]
+    return (
+        f"{orders:,} orders and {after['entries'] - before['entries']:,} ledger entries written; "
+        f"{wal / 1e6:,.1f} MB of WAL ({wal / max(orders, 1) / 1e3:,.1f} kB per order, everything else "
+        f"written included), database {size / 1e6:+,.1f} MB ({size / max(orders, 1) / 1e3:,.1f} kB per order)"
+    )
+
+
+def snapshot(processes: dict[str, int]) -> dict[str, Any]:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # Locust, once it has exited
+    cpu = {name: process_tree_cpu(pid) for name, pid in processes.items()}
+    return {
+        "busy": cpu_busy(),
+        "load": os.getloadavg()[0],
+        "cpu": {**cpu, "Locust": children.ru_utime + children.ru_stime},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    output = args.output or RESULTS / f"{stamp}.md"
+    output = args.output or RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
     work = Path(tempfile.mkdtemp(prefix="patron-loadtest-"))
+    processes: dict[str, int] = {}
     with contextlib.ExitStack() as stack:
         if args.target:
             if not args.admin_token:
                 raise SystemExit("--target needs --admin-token (or PATRON_ADMIN_TOKEN) to provision a store")
-            target, server_pid, admin_token = args.target.rstrip("/"), None, args.admin_token
+            target, admin_token = args.target.rstrip("/"), args.admin_token
         else:
             admin_token = secrets.token_urlsafe(24)
             data_dir = args.data_dir or str(work / "data")
@@ -337,49 +441,27 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"provisioning {args.members} members on {target}", file=sys.stderr)
         fixture = asyncio.run(provision(target, admin_token, args.members))
-        if server_pid is not None and not args.no_train:
-            print("training the recommender (patron train)", file=sys.stderr)
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "plugin.cli",
-                    "train",
-                    "--store",
-                    fixture["store_id"],
-                    "--threads",
-                    "1",
-                ],
-                cwd=ROOT,
-                env=patron_env(data_dir, admin_token),
-                check=True,
-                capture_output=True,
-            )
+        if not args.target:
+            if not args.no_train:
+                print("training the recommender (patron train)", file=sys.stderr)
+                train(data_dir, admin_token, fixture["store_id"])
+            processes = {"Patron": server_pid, **embedded_pids(Path(data_dir))}
         fixture_path = work / "fixture.json"
         fixture_path.write_text(json.dumps(fixture))
 
         print(f"running locust: {args.users} users for {args.duration} s", file=sys.stderr)
-        load_before, busy_before = os.getloadavg()[0], cpu_busy()
-        server_cpu_before = process_tree_cpu(server_pid) if server_pid else None
+        before = snapshot(processes)
+        socket_dir = None if args.target else str(Path(data_dir).resolve() / "postgres")
+        database_before = asyncio.run(database_figures(socket_dir)) if socket_dir else None
         exit_code = run_locust(args, target, fixture_path, work / "locust", work / "locust.log")
-        busy_after, load_after = cpu_busy(), os.getloadavg()[0]
-        server_cpu_after = process_tree_cpu(server_pid) if server_pid else None
+        after = snapshot(processes)
+        database_after = asyncio.run(database_figures(socket_dir)) if socket_dir else None
         stats, failures = read_stats(work / "locust")
 
-    machine = {
-        "machine": f"{os.cpu_count()} cores; load average {load_before:.1f} before, {load_after:.1f} after",
-        "CPU busy during the run (whole machine)": (
-            f"{(busy_after[0] - busy_before[0]) / (busy_after[1] - busy_before[1]):.0%}"
-        ),
-    }
-    if server_cpu_before is not None and server_cpu_after is not None:
-        total = next(int(r["Request Count"]) for r in stats if r["Name"] == "Aggregated")
-        used = server_cpu_after - server_cpu_before
-        machine["Patron server processes"] = (
-            f"`patron serve --workers {args.server_workers}` with its in-process worker; "
-            f"{used:.1f} CPU s, {1e6 * used / max(total, 1):,.0f} µs per request "
-            "(embedded PostgreSQL and Redis not included)"
-        )
+    requests = next(int(row["Request Count"]) for row in stats if row["Name"] == "Aggregated")
+    machine = machine_conditions(args, before, after, requests)
+    if database_before is not None and database_after is not None:
+        machine["PostgreSQL"] = database_growth(database_before, database_after)
     machine["locust exit code"] = f"{exit_code} (1 when any request failed)"
     output.write_text(
         report(args, target=target, fixture=fixture, stats=stats, failures=failures, machine=machine)

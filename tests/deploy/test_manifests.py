@@ -131,7 +131,8 @@ class TestDockerfile:
     def test_entrypoint_and_default_command_are_a_patron_command(self, dockerfile: Dockerfile) -> None:
         (entrypoint,) = dockerfile.all("ENTRYPOINT")
         (cmd,) = dockerfile.all("CMD")
-        assert yaml.safe_load(entrypoint) == ["patron"]
+        # Under an init, so that SIGTERM reaches the server and the worker.
+        assert yaml.safe_load(entrypoint) == ["tini", "--", "patron"]
         assert_command(yaml.safe_load(cmd))
 
     def test_the_build_copies_what_exists_and_the_context_keeps_it(self, dockerfile: Dockerfile) -> None:
