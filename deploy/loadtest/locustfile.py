@@ -285,6 +285,8 @@ class Marketer(FastHttpUser):
 
     fixed_count = 1
     wait_time = between(5, 10)
+    # A preview replays the care scan for each of the next 30 days: seconds, not milliseconds.
+    network_timeout = 120.0
 
     @task(3)
     def preview(self) -> None:
