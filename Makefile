@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow test-browser screenshots bench lint typecheck clean
+.PHONY: run test test-slow test-browser screenshots bench loadtest lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,20 @@ screenshots: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
+# A headless Locust run against a local Patron (or LOADTEST_ARGS="--target URL --admin-token T"),
+# e.g. make loadtest LOADTEST_ARGS="--users 50 --duration 120"; the report goes to loadtest-results/.
+LOAD_STAMP := $(VENV)/.installed-load-stamp
+$(LOAD_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,load]'
+	touch $(LOAD_STAMP)
+
+loadtest: $(LOAD_STAMP)
+	$(BIN)/python deploy/loadtest/run.py $(LOADTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .patron .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .patron .pytest_cache .mypy_cache .ruff_cache loadtest-results

@@ -11,7 +11,7 @@ import anyio.to_thread
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from plugin import change_feed, database, embedded
+from plugin import change_feed, database, embedded, recommender_jobs
 from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.member_versions import MemberVersions
@@ -55,7 +55,13 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def make_worker(runtime: Runtime) -> Worker:
-    return Worker(runtime=runtime, handlers=JOB_HANDLERS, schedules=SCHEDULES, pumps=PUMPS)
+    schedules = [
+        schedule
+        for schedule in SCHEDULES
+        if runtime.settings.train_in_worker or schedule is not recommender_jobs.SCHEDULE
+    ]
+    # The refresh handler stays: a refresh job someone enqueued is still run.
+    return Worker(runtime=runtime, handlers=JOB_HANDLERS, schedules=schedules, pumps=PUMPS)
 
 
 @contextlib.asynccontextmanager

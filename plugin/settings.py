@@ -48,6 +48,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     metrics_port: Annotated[int, Meta(ge=1, le=65535)] | None = None
     """Port `patron worker` serves Prometheus metrics on (`/metrics`, bound to `host`). Unset: not
     served. `patron serve` answers `/metrics` on its own port."""
+    train_in_worker: bool = True
+    """The worker trains the recommender daily (in a child process). Turn off when a scheduler outside
+    Patron runs `patron train`, such as the Kubernetes CronJob in deploy/k8s."""
 
     log_format: Literal["text", "json"] = "text"
     """`json` writes one JSON object per line, for log shippers."""

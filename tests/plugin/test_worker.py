@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
+from plugin import care_jobs, lifespan, recommender_jobs
 from plugin.repository import jobs
 from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
@@ -82,6 +84,17 @@ def test_backoff_doubles_and_is_capped() -> None:
 def test_workers_in_one_process_have_distinct_names(runtime: Runtime) -> None:
     names = {make_worker(runtime, {}).name for _ in range(5)}
     assert len(names) == 5
+
+
+@pytest.mark.parametrize("train_in_worker", [True, False])
+def test_the_daily_training_is_scheduled_unless_turned_off(runtime: Runtime, train_in_worker: bool) -> None:
+    settings = msgspec.structs.replace(runtime.settings, train_in_worker=train_in_worker)
+    worker = lifespan.make_worker(dataclasses.replace(runtime, settings=settings))
+    kinds = {schedule.kind for schedule in worker.schedules}
+    assert (recommender_jobs.REFRESH in kinds) is train_in_worker
+    assert care_jobs.KIND in kinds
+    # An enqueued refresh still runs either way.
+    assert recommender_jobs.REFRESH in worker.handlers
 
 
 async def test_a_job_runs_once(queue: Runtime) -> None:
