@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
+from plugin.redis_link import RedisBreaker
 from plugin.settings import Settings
 
 
@@ -30,3 +31,5 @@ class Runtime:
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)
     hook_stores: StoreCache = field(default_factory=StoreCache)
     """Store rows for the Standard Webhooks route, kept a few seconds."""
+    redis_breaker: RedisBreaker = field(default_factory=RedisBreaker)
+    """Cache reads and writes go through it: skipped for a moment after Redis failed."""
