@@ -6,7 +6,8 @@ wait to take over — publishes each notification to the member's Redis channel.
 SSE handlers subscribe there. A message is only a poke: the handler then reads the member's
 `member_changes` rows after the last version it sent, so a lost or duplicated poke (a relay
 failing over, Redis reconnecting) loses or repeats nothing; the keep-alive re-check covers a poke
-that never came.
+that never came. Without Redis, followers poll PostgreSQL every `POLL_SECONDS` instead (and try to
+subscribe again every `RESUBSCRIBE_SECONDS`): changes arrive a little later, none is missed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator
 
 from loyalty import privacy
 from loyalty.privacy import Change
+from plugin.redis_link import UNAVAILABLE
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -25,6 +27,8 @@ log = logging.getLogger(__name__)
 PG_CHANNEL = "patron_member_changes"
 RELAY_LOCK_ID = 0x7061_7472_6F6E_0010  # "patron" + migration number: one relay per database
 KEEPALIVE_SECONDS = 15.0
+POLL_SECONDS = 1.0
+RESUBSCRIBE_SECONDS = 10.0
 
 
 def redis_channel(store_id: str, customer_id: str) -> str:
@@ -36,26 +40,34 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
     lock; until cancelled. Waits (retrying) while another process relays.
 
     Holds one pooled connection while relaying; a cancelled relay unlistens and unlocks before
-    releasing it, so it hands over at once.
+    releasing it, so it hands over at once. If that connection is lost (PostgreSQL restarted), so is
+    the lock: the relay starts over, and whichever process takes the lock relays.
     """
-    queue: asyncio.Queue[str] = asyncio.Queue()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     def on_notify(_conn: object, _pid: int, _channel: str, payload: object) -> None:
         queue.put_nowait(str(payload))
+
+    def on_lost(_conn: object) -> None:
+        queue.put_nowait(None)
 
     while True:
         try:
             async with runtime.pool.acquire() as conn:
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):
+                    conn.add_termination_listener(on_lost)
+                    await conn.add_listener(PG_CHANNEL, on_notify)
                     try:
-                        await conn.add_listener(PG_CHANNEL, on_notify)
-                        while True:
-                            store_id, customer_id, version = (await queue.get()).split("\t")
+                        while (notified := await queue.get()) is not None:
+                            store_id, customer_id, version = notified.split("\t")
                             await runtime.redis.publish(redis_channel(store_id, customer_id), version)
+                        log.warning("member change relay lost its connection; starting over")
                     finally:
-                        # Pooled connections are released without a reset (plugin/database.py).
+                        # Pooled connections are released without a reset (plugin/database.py). On a
+                        # lost connection these fail: the pool has let go of it already.
                         with contextlib.suppress(Exception):
                             await conn.remove_listener(PG_CHANNEL, on_notify)
+                            conn.remove_termination_listener(on_lost)
                         with contextlib.suppress(Exception):
                             await conn.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_ID)
             # Another process relays: check again later, without holding a connection meanwhile.
@@ -80,14 +92,30 @@ async def follow(
 ) -> AsyncIterator[Change | None]:
     """The member's changes after version `since`, as they commit, forever; None as a keep-alive
     when nothing changed for `keepalive` seconds. Subscribes before catching up, so nothing
-    committed in between is missed."""
-    async with runtime.redis.pubsub() as pubsub:
-        await pubsub.subscribe(redis_channel(store_id, customer_id))
-        last = since
-        while True:
+    committed in between is missed; polls PostgreSQL while Redis is unavailable."""
+    loop = asyncio.get_running_loop()
+    last = since
+    while True:
+        try:
+            async with runtime.redis.pubsub() as pubsub:
+                await pubsub.subscribe(redis_channel(store_id, customer_id))
+                while True:
+                    for change in await _changes(runtime, store_id, customer_id, last):
+                        last = change.version
+                        yield change
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=keepalive)
+                    if message is None:
+                        yield None
+        except UNAVAILABLE as exc:
+            log.warning("member change feed: Redis unavailable (%s); polling PostgreSQL", exc)
+        resubscribe_at = loop.time() + RESUBSCRIBE_SECONDS
+        quiet_since = loop.time()
+        while loop.time() < resubscribe_at:
             for change in await _changes(runtime, store_id, customer_id, last):
                 last = change.version
+                quiet_since = loop.time()
                 yield change
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=keepalive)
-            if message is None:
+            if loop.time() - quiet_since >= keepalive:
+                quiet_since = loop.time()
                 yield None
+            await asyncio.sleep(POLL_SECONDS)

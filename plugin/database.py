@@ -1,4 +1,5 @@
-"""The asyncpg pool: jsonb goes through msgspec, and every connection speaks UTC."""
+"""The asyncpg pool: jsonb goes through msgspec, every connection speaks UTC, and connecting gives up
+after a few seconds (a PostgreSQL that does not answer is an outage, answered 503, not a hang)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ from typing import Any
 
 import asyncpg
 import msgspec
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open a connection (TCP, TLS and authentication) before giving up."""
+
+UNAVAILABLE = (
+    OSError,  # refused, reset, unreachable; TimeoutError (connecting, acquiring) is an OSError too
+    asyncpg.PostgresConnectionError,  # the connection failed or was lost mid-operation
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+"""Errors that mean PostgreSQL cannot be reached now, rather than a fault in what was asked of it."""
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -35,6 +49,7 @@ async def create_pool(url: str, *, size: int) -> asyncpg.Pool:
         max_size=size,
         init=_init_connection,
         reset=_keep_session,
+        timeout=CONNECT_TIMEOUT,
         server_settings={"timezone": "UTC", "application_name": "patron"},
     )
     return pool

@@ -10,12 +10,16 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from loyalty.errors import PatronError
+from plugin import database, redis_link
 from plugin.logs import request_id
 
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:patron:problem:"
+UNAVAILABLE = database.UNAVAILABLE + redis_link.UNAVAILABLE
+RETRY_AFTER_SECONDS = 5
+"""What a 503 asks clients to wait: PostgreSQL restarts and failovers take seconds."""
 
 # Stable codes for the HTTP errors Litestar raises itself.
 _HTTP_CODES = {
@@ -127,7 +131,47 @@ def handle_domain(request: Request[Any, Any, Any], exc: PatronError) -> Response
     )
 
 
+def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    """PostgreSQL (or, where nothing stands in for it, Redis) cannot be reached: 503 with Retry-After.
+
+    Nothing is answered 2xx unless it committed. A request cut off during its COMMIT may have
+    committed all the same; its retry then finds the webhook in the inbox (or the Idempotency-Key
+    stored), so it still takes effect once."""
+    log.warning(
+        "%s %s: a server Patron needs is unavailable (%s: %s)",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc,
+    )
+    return problem_response(
+        request,
+        status=503,
+        code="unavailable",
+        title="Service unavailable",
+        detail="a server Patron depends on cannot be reached; retry shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def _caused_by_unavailable(exc: BaseException, seen: set[int] | None = None) -> bool:
+    """Whether a server's unavailability is behind `exc`: asyncpg complains that it cannot roll back
+    on a connection that broke mid-transaction, and Litestar groups errors from dependency cleanup."""
+    seen = seen if seen is not None else set()
+    if id(exc) in seen:
+        return False
+    seen.add(id(exc))
+    if isinstance(exc, UNAVAILABLE):
+        return True
+    linked = [exc.__cause__, exc.__context__]
+    if isinstance(exc, BaseExceptionGroup):
+        linked += exc.exceptions
+    return any(link is not None and _caused_by_unavailable(link, seen) for link in linked)
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if _caused_by_unavailable(exc):
+        return handle_unavailable(request, exc)
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         request,
@@ -142,5 +186,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
     PatronError: handle_domain,
+    **dict.fromkeys(UNAVAILABLE, handle_unavailable),
     Exception: handle_unexpected,
 }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plugin import care_jobs, case_jobs, ledger_jobs, outbound, recommender_jobs, tier_jobs
+from plugin import care_jobs, case_jobs, ledger_jobs, outbound, profile_cache, recommender_jobs, tier_jobs
 from plugin.worker import JobHandler, Pump, Schedule
 
 JOB_HANDLERS: dict[str, JobHandler] = {
@@ -12,6 +12,7 @@ JOB_HANDLERS: dict[str, JobHandler] = {
     case_jobs.BREACHES: case_jobs.flag_breaches,
     care_jobs.KIND: care_jobs.run_care_scan,
     recommender_jobs.REFRESH: recommender_jobs.refresh,
+    profile_cache.PURGE: profile_cache.purge_job,
 }
 SCHEDULES: list[Schedule] = [
     tier_jobs.SCHEDULE,

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 
 import anyio.to_thread
 from litestar import Litestar
-from redis.asyncio import Redis
 
-from plugin import change_feed, database, embedded, recommender_jobs
+from plugin import change_feed, database, embedded, recommender_jobs, redis_link
 from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.member_versions import MemberVersions
@@ -35,7 +34,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
-            redis = Redis.from_url(settings.redis_url)
+            redis = redis_link.connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
             try:
                 yield Runtime(
                     settings=settings,

@@ -17,8 +17,9 @@ their sum, and is never stale:
 
 A miss rebuilds the view in one REPEATABLE READ transaction, so the versions stored with it are the
 versions it reflects, and writes the entry (a racing older rebuild can overwrite a newer one; the
-next read then simply rebuilds — a cost, never a stale answer). If Redis is down, reads are served
-from PostgreSQL. Erasure deletes the entry outright.
+next read then simply rebuilds — a cost, never a stale answer). If Redis is down or slow, reads are
+served from PostgreSQL (through `runtime.redis_breaker`: one short wait, then Redis is skipped for a
+moment). Erasure deletes the entry outright.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import msgspec
 
 from loyalty import members, programs
 from loyalty.errors import NotFound
+from loyalty.repository import Connection
 from loyalty.repository.members import VersionRow
 from plugin import metrics
+from plugin.repository import jobs
+from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -59,11 +63,7 @@ def cache_key(store_id: str, customer_id: str) -> str:
 
 
 async def _cached(runtime: Runtime, key: str) -> Entry | None:
-    try:
-        raw = await runtime.redis.get(key)
-    except Exception:  # Redis unavailable: serve from PostgreSQL
-        log.warning("profile cache unavailable", exc_info=True)
-        return None
+    raw = await runtime.redis_breaker.call(lambda: runtime.redis.get(key), default=None)
     return None if raw is None else _decoder.decode(raw if isinstance(raw, bytes) else raw.encode())
 
 
@@ -113,13 +113,41 @@ async def rebuild(runtime: Runtime, *, store_id: str, customer_id: str) -> Entry
         etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
         body=body,
     )
-    try:
-        await runtime.redis.set(cache_key(store_id, customer_id), _encoder.encode(entry), ex=KEEP_SECONDS)
-    except Exception:
-        log.warning("profile cache unavailable", exc_info=True)
+    key = cache_key(store_id, customer_id)
+    await runtime.redis_breaker.call(
+        lambda: runtime.redis.set(key, _encoder.encode(entry), ex=KEEP_SECONDS), default=None
+    )
     return entry
 
 
-async def purge(runtime: Runtime, *, store_id: str, customer_id: str) -> None:
-    """Drop the member's cached profile (erasure: personal data must not linger in Redis)."""
-    await runtime.redis.delete(cache_key(store_id, customer_id))
+PURGE = "profile.purge"
+"""The job that drops an erased member's cached profile, queued in the erasure's transaction."""
+PURGE_ATTEMPTS = 20
+"""With the worker's backoff (2 s doubling, capped at an hour), retries span a Redis outage of hours."""
+
+
+async def forget(conn: Connection, *, store_id: str, customer_id: str) -> None:
+    """Erasure: personal data must not linger in Redis. Call inside the erasure's transaction: a
+    job is queued with it, then `purge_now` after commit drops the entry at once when Redis is
+    up. The entry can never be served again either way (the member is unknown); the job is what
+    makes sure it is gone even if Redis was down or this process died after the commit."""
+    await jobs.enqueue(
+        conn,
+        kind=PURGE,
+        store_id=store_id,
+        payload={"customer_id": customer_id},
+        max_attempts=PURGE_ATTEMPTS,
+    )
+
+
+async def purge_now(runtime: Runtime, *, store_id: str, customer_id: str) -> None:
+    """Drop the member's cached profile if Redis answers (the queued job retries if it does not)."""
+    key = cache_key(store_id, customer_id)
+    await runtime.redis_breaker.call(lambda: runtime.redis.delete(key), default=None)
+
+
+async def purge_job(runtime: Runtime, job: Job) -> None:
+    """`profile.purge`: drop an erased member's cached profile; raises (to be retried) while Redis
+    is unavailable."""
+    assert job.store_id is not None
+    await runtime.redis.delete(cache_key(job.store_id, job.payload["customer_id"]))

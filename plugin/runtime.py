@@ -15,6 +15,7 @@ from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
 from plugin.member_versions import MemberVersions
 from plugin.rate_limits import RateLimiter
+from plugin.redis_link import RedisBreaker
 from plugin.settings import Settings
 
 
@@ -35,3 +36,5 @@ class Runtime:
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)
     hook_stores: StoreCache = field(default_factory=StoreCache)
     """Store rows for the Standard Webhooks route, kept a few seconds."""
+    redis_breaker: RedisBreaker = field(default_factory=RedisBreaker)
+    """Cache reads and writes go through it: skipped for a moment after Redis failed."""

@@ -61,6 +61,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_pool_size: Annotated[int, Meta(ge=1, le=500)] = 10
     """Connections per process in the PostgreSQL pool."""
 
+    redis_timeout_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
+    """Seconds to wait for Redis to connect or reply before serving from PostgreSQL alone (Redis is
+    then skipped for a couple of seconds, so a hung Redis costs one wait, not one per request)."""
+
     key_cache_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
     """Seconds a verified API key is trusted without asking PostgreSQL again (revocations are pushed)."""
 

@@ -64,6 +64,37 @@ SELECT m.customer_id, m.tier_code,
             ELSE '{}'::text[] END AS favourites
 FROM members m WHERE m.store_id = $1 AND m.erased_at IS NULL ORDER BY m.customer_id COLLATE "C"
 """
+# For serving without Redis (recommender/fallback.py): one member's products, and the store's
+# recent best sellers. Inactive products are left out, as serving does.
+_BOUGHT_BY_MEMBER = """
+WITH bought AS (
+    SELECT l.product_id, o.order_id, max(o.placed_at) AS placed_at
+    FROM orders o
+    JOIN order_lines l ON l.store_id = o.store_id AND l.order_id = o.order_id
+    WHERE o.store_id = $1 AND o.customer_id = $2 AND o.status = 'paid' AND l.product_id IS NOT NULL
+    GROUP BY l.product_id, o.order_id
+    HAVING sum(l.quantity - l.refunded_qty) > 0
+)
+SELECT b.product_id, count(*)::float8 / (SELECT count(DISTINCT order_id) FROM bought) AS share
+FROM bought b
+LEFT JOIN products p ON p.store_id = $1 AND p.product_id = b.product_id
+WHERE coalesce(p.active, true)
+GROUP BY b.product_id
+ORDER BY count(*) DESC, max(b.placed_at) DESC, b.product_id
+"""
+_POPULAR_SINCE = """
+SELECT l.product_id,
+       count(DISTINCT o.customer_id)::float8
+         / greatest((SELECT count(*) FROM members WHERE store_id = $1 AND erased_at IS NULL), 1) AS share
+FROM orders o
+JOIN order_lines l ON l.store_id = o.store_id AND l.order_id = o.order_id
+LEFT JOIN products p ON p.store_id = o.store_id AND p.product_id = l.product_id
+WHERE o.store_id = $1 AND o.status = 'paid' AND o.placed_at >= $2 AND l.product_id IS NOT NULL
+  AND coalesce(p.active, true)
+GROUP BY l.product_id
+ORDER BY share DESC, l.product_id
+LIMIT $3
+"""
 _STORES = "SELECT DISTINCT store_id FROM orders ORDER BY store_id"
 _NEXT_VERSION = """
 SELECT coalesce(max(version), 0) + 1 FROM recommender_models WHERE store_id = $1
@@ -142,6 +173,22 @@ async def member_facts(conn: Connection, *, store_id: str) -> MemberFacts:
         segment=np.array([row["tier_code"] for row in rows], dtype=np.str_),
         favourites=[tuple(row["favourites"]) for row in rows],
     )
+
+
+async def bought_by_member(conn: Connection, *, store_id: str, customer_id: str) -> list[tuple[str, float]]:
+    """The member's products by how many of their paid orders held them (net of refunds), the most
+    recent first among equals; each with the share of their orders that held it."""
+    rows = await conn.fetch(_BOUGHT_BY_MEMBER, store_id, customer_id)
+    return [(row["product_id"], row["share"]) for row in rows]
+
+
+async def popular_since(
+    conn: Connection, *, store_id: str, since: datetime, limit: int
+) -> list[tuple[str, float]]:
+    """The store's products bought by the most members since `since`, each with the share of the
+    store's members who did."""
+    rows = await conn.fetch(_POPULAR_SINCE, store_id, since, limit)
+    return [(row["product_id"], row["share"]) for row in rows]
 
 
 async def stores(conn: Connection) -> list[str]:

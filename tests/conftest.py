@@ -95,10 +95,11 @@ def app(settings: Settings) -> Litestar:
     return create_app(settings)
 
 
-@pytest.fixture(scope="session")
-async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client on the app, in the tests' own event loop, so tests can run requests
-    concurrently and use the app's pool (Litestar's AsyncTestClient runs the app in another loop)."""
+@contextlib.asynccontextmanager
+async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (its lifespan entered) and an HTTP client on it, in the caller's event loop,
+    so tests can run requests concurrently and use the app's pool (Litestar's AsyncTestClient runs
+    the app in another loop)."""
     started, stop = asyncio.Event(), asyncio.Event()
 
     async def run_lifespan() -> None:
@@ -112,12 +113,21 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     await asyncio.wait({lifespan, asyncio.create_task(started.wait())}, return_when=asyncio.FIRST_COMPLETED)
     if lifespan.done():
         lifespan.result()  # startup failed: raise its error here
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://patron.test"
-    ) as client:
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://patron.test"
+        ) as client:
+            yield client
+    finally:
+        stop.set()
+        await lifespan
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app, shared by the run."""
+    async with serving(app) as client:
         yield client
-    stop.set()
-    await lifespan
 
 
 @pytest.fixture

@@ -8,17 +8,16 @@ the same port (a receiver that is down, then up).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import msgspec
 
 from hooks.signing import verify
+from tests.loopback import HOST, LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -58,55 +57,27 @@ class Request:
 Behaviour = Callable[["Request"], Answer]
 
 
-class Receiver:
+class Receiver(LoopbackServer):
     def __init__(self, behaviour: Behaviour | None = None) -> None:
+        super().__init__()
         self.behaviour: Behaviour = behaviour or (lambda _: OK)
         self.requests: list[Request] = []
         self.in_flight: Counter[str] = Counter()
         self.max_in_flight_per_message = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Condition()
 
     def url(self, path: str = "hook") -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
+        return f"http://{HOST}:{self.port}/{path}"
 
     def answered(self, status: int = 200, path: str | None = None) -> list[Request]:
         return [r for r in self.requests if r.status == status and (path is None or r.path == "/" + path)]
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        """Stop listening and drop every connection: the receiver is down."""
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until `predicate()` holds, checked after each request."""
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
                 request = await self._read(reader)
@@ -115,15 +86,6 @@ class Receiver:
                 await self._answer(request, writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             return
-        except asyncio.CancelledError:
-            # stop() cancels connections (a hanging answer among them); asyncio would log a cancelled
-            # connection task as an error, so it ends quietly instead.
-            return
-        finally:
-            self._connections.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         try:

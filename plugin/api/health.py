@@ -1,8 +1,9 @@
-"""Liveness and readiness: PostgreSQL and Redis must answer."""
+"""Liveness and readiness: PostgreSQL must answer; without Redis, Patron runs degraded."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
@@ -15,48 +16,54 @@ from plugin.runtime import Runtime
 CHECK_TIMEOUT = 2.0
 
 ComponentStatus = Literal["ok", "down"]
+Status = Literal["ok", "degraded", "down"]
 
 
 class Health(msgspec.Struct, kw_only=True):
-    """`ok` when every dependency answers, else `down` (and HTTP 503)."""
+    """`ok`: PostgreSQL and Redis answer. `degraded` (still 200): Redis does not, and Patron serves
+    from PostgreSQL alone, slower but correct. `down` (503): PostgreSQL does not answer, and API
+    calls and webhooks are answered 503 with Retry-After until it does."""
 
-    status: Literal["ok", "down"]
+    status: Status
     postgres: ComponentStatus
     redis: ComponentStatus
 
 
-async def _postgres(runtime: Runtime) -> ComponentStatus:
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT), runtime.pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-    except Exception:
+async def _within(check: Callable[[], Awaitable[object]]) -> ComponentStatus:
+    """Whether `check` succeeds within CHECK_TIMEOUT. The answer never waits longer, even where
+    giving up takes a while (asyncpg tells the server of a cancelled query before it lets go of
+    the connection): the check then finishes in the background."""
+    task = asyncio.ensure_future(check())
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    finished, _ = await asyncio.wait({task}, timeout=CHECK_TIMEOUT)
+    if not finished:
+        task.cancel()
         return "down"
-    return "ok"
+    return "ok" if not task.cancelled() and task.exception() is None else "down"
 
 
-async def _redis(runtime: Runtime) -> ComponentStatus:
-    try:
-        async with asyncio.timeout(CHECK_TIMEOUT):
-            await runtime.redis.ping()
-    except Exception:
-        return "down"
-    return "ok"
+async def _postgres(runtime: Runtime) -> None:
+    async with runtime.pool.acquire(timeout=CHECK_TIMEOUT) as conn:
+        await conn.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
 
 
 async def check(runtime: Runtime) -> Response[Health]:
-    postgres, redis = await asyncio.gather(_postgres(runtime), _redis(runtime))
-    ok = postgres == "ok" and redis == "ok"
-    health = Health(status="ok" if ok else "down", postgres=postgres, redis=redis)
-    return Response(health, status_code=200 if ok else 503)
+    postgres, redis = await asyncio.gather(
+        _within(lambda: _postgres(runtime)), _within(lambda: runtime.redis.ping())
+    )
+    status: Status = "down" if postgres == "down" else "degraded" if redis == "down" else "ok"
+    health = Health(status=status, postgres=postgres, redis=redis)
+    return Response(health, status_code=503 if status == "down" else 200)
 
 
 @get("/health", opt={EXCLUDE_FROM_AUTH: True}, tags=["operator"], summary="Health")
 async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
-    """200 when PostgreSQL and Redis answer, 503 otherwise."""
+    """200 when PostgreSQL answers (`degraded` if Redis does not), 503 when it does not."""
     return await check(runtime)
 
 
 @get("/ready", opt={EXCLUDE_FROM_AUTH: True}, tags=["operator"], summary="Readiness")
 async def ready(runtime: NamedDependency[Runtime]) -> Response[Health]:
-    """Readiness for load balancers: the same checks as `/health`."""
+    """Readiness for load balancers: the same checks as `/health`. A replica without Redis stays
+    ready: every replica shares that Redis, and each serves from PostgreSQL meanwhile."""
     return await check(runtime)

@@ -112,4 +112,5 @@ class MemberDataController(Controller):
         # re-cache personal data after it.
         async with runtime.pool.acquire() as conn, conn.transaction():
             await privacy.erase(conn, store_id=principal.store_id, customer_id=cid, now=runtime.clock())
-        await profile_cache.purge(runtime, store_id=principal.store_id, customer_id=cid)
+            await profile_cache.forget(conn, store_id=principal.store_id, customer_id=cid)
+        await profile_cache.purge_now(runtime, store_id=principal.store_id, customer_id=cid)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from hooks import outbox
@@ -15,6 +17,7 @@ from hooks.pump import DeliveryPump
 from hooks.repository import deliveries as repo
 from loyalty.stores import StoreCreated
 from plugin.runtime import Runtime
+from tests.events import make_order, send
 from tests.hooks.outbound import (
     Clock,
     PumpFactory,
@@ -22,7 +25,9 @@ from tests.hooks.outbound import (
     emit,
     register,
 )
+from tests.members import new_member
 from tests.receiver import OK, Answer, Receiver
+from tests.service import key, profile
 
 
 @contextlib.asynccontextmanager
@@ -189,3 +194,35 @@ async def test_many_messages_many_members_two_workers_in_order(
                 body = request.json()["data"]
                 by_member.setdefault(body["customer_id"], []).append(body["seq"])
         assert all(seqs == sorted(seqs) for seqs in by_member.values())
+
+
+async def test_a_hanging_receiver_does_not_slow_webhook_ingestion(
+    client: httpx.AsyncClient, runtime: Runtime, store: StoreCreated, receiver: Receiver, pumps: PumpFactory
+) -> None:
+    """Outbound delivery runs beside the request path: while every attempt hangs (each cut off only
+    after 10 s), inbound webhooks, which are what fill the outbox, keep their pace, and so do reads."""
+    await register(runtime, store, receiver.url())
+    receiver.behaviour = lambda _: Answer(hang=True)
+
+    async def ingest(orders: int) -> list[float]:
+        latencies = []
+        for _ in range(orders):
+            started = time.monotonic()
+            response = await send(client, store, "order.paid", make_order())
+            latencies.append(time.monotonic() - started)
+            assert response.json() == {"status": "applied"}
+        return latencies
+
+    cid = await new_member(client, store, points=10)
+    before = statistics.median(await ingest(15))
+    async with running(pumps(timeout=10.0, lease_seconds=60.0, per_endpoint=4)):
+        await receiver.wait_for(lambda: len(receiver.requests) == 4, timeout=10)
+        during = await ingest(15)
+        started = time.monotonic()
+        await profile(client, cid, key(store, "channel"))
+        read = time.monotonic() - started
+        hanging = len(receiver.requests)
+    assert hanging == 4, "the receiver held its share of attempts the whole time"
+    assert statistics.median(during) < 2 * before + 0.1, (before, during)
+    assert max(during) < 2.0, during
+    assert read < 1.0

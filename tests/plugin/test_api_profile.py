@@ -9,6 +9,7 @@ import pytest
 
 from loyalty.stores import StoreCreated
 from plugin import profile_cache
+from plugin.redis_link import RedisBreaker
 from plugin.runtime import Runtime
 from tests.events import make_customer, make_line, make_order, send
 from tests.members import new_member
@@ -143,6 +144,8 @@ class TestProfileCache:
 
         monkeypatch.setattr(runtime.redis, "get", broken)
         monkeypatch.setattr(runtime.redis, "set", broken)
+        # A breaker of its own, which the failures trip: the run's runtime keeps using Redis after.
+        monkeypatch.setattr(runtime, "redis_breaker", RedisBreaker())
         assert (await profile(client, cid, key(store, "channel")))["points"]["balance"] == 10
 
     async def test_time_alone_refreshes_pending_points(
