@@ -6,8 +6,9 @@
 
 Rules of restraint, in the order they apply:
 - Consent: every trigger needs `marketing_consent`, except `service_recovery` (owed, not marketing).
-- Idempotency: one action per member, trigger and period (see the period keys in the repository);
-  the unique key makes a repeated or concurrent scan issue nothing twice.
+- Idempotency: one action per member, trigger and period (the period keys are in
+  `loyalty/repository/care_rules.py`); the unique key makes a repeated or concurrent scan issue
+  nothing twice.
 - Frequency cap: no proactive message to a member within `member_message_cap_days` of the last
   one (service recovery exempt), and at most one action per member per scan.
 - Gift cooldown: no gift within `member_gift_cooldown_days` of the member's last gift.

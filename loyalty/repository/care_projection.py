@@ -18,7 +18,8 @@ from typing import Any
 import msgspec
 
 from loyalty.repository import Connection
-from loyalty.repository.care import CANDIDATES, CHOICE, ELIGIBLE, WORK_MEM, Rules, TriggerCount
+from loyalty.repository.care import WORK_MEM, Rules, TriggerCount
+from loyalty.repository.care_rules import CANDIDATES, CHOICE, ELIGIBLE
 
 _CREATE = """
 DROP TABLE IF EXISTS pg_temp.care_window, pg_temp.care_simulated;
