@@ -51,6 +51,8 @@ async def test_the_profile_shows_live_suggestions_until_dismissed_or_expired(
     [shown] = after.json()["suggestions"]
     assert after.json()["version"] > before.json()["version"]
     assert after.headers["ETag"] != before.headers["ETag"]
+    changes = await client.get(f"/v1/members/ann/changes?since={before.json()['version']}", headers=channel)
+    assert [change["kinds"] for change in changes.json()["items"]] == [["care"]]
     assert (shown["kind"], shown["gift"]["value"]) == ("birthday", 500)
     assert shown["reason"].startswith("birthday on ")
     listed = (await client.get("/v1/members/ann/suggestions", headers=channel)).json()["items"]
