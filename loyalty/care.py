@@ -6,8 +6,9 @@
 
 Rules of restraint, in the order they apply:
 - Consent: every trigger needs `marketing_consent`, except `service_recovery` (owed, not marketing).
-- Idempotency: one action per member, trigger and period (see the period keys in the repository);
-  the unique key makes a repeated or concurrent scan issue nothing twice.
+- Idempotency: one action per member, trigger and period (the period keys are in
+  `loyalty/repository/care_rules.py`); the unique key makes a repeated or concurrent scan issue
+  nothing twice.
 - Frequency cap: no proactive message to a member within `member_message_cap_days` of the last
   one (service recovery exempt), and at most one action per member per scan.
 - Gift cooldown: no gift within `member_gift_cooldown_days` of the member's last gift.
@@ -22,6 +23,17 @@ Rules of restraint, in the order they apply:
 
 Dates: birthdays and anniversaries are days in the store's time zone; a Feb 29 date is celebrated
 on Feb 28 in non-leap years. A birthday trigger fires from `days_before` days ahead until the day.
+
+Sources: `replenish` and `recommended_next` take their products from the recommender (`CareSources`,
+wired by the worker): needs due by their rhythm, and for `recommended_next` the first entries of
+each reachable member's precomputed `discover` list, read in bulk for just the members the trigger
+could reach this month.
+
+Points gifts (`{"kind": "points"}`) are credited in the scan's transaction: an `adjust` ledger entry
+and lot (expiring as earned points do) whose reason names the action, linked from the action, once.
+
+The program preview's gifts of the next 30 days (`project_gifts`) run the same candidate and
+restraint SQL over the coming days, without issuing anything.
 """
 
 from __future__ import annotations
@@ -36,10 +48,11 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from loyalty.errors import NotFound
-from loyalty.program import Gift, Program, QuietHours
+from loyalty.program import Care, Gift, Program, QuietHours
 from loyalty.programs import live_program
 from loyalty.repository import Connection, care_actions
 from loyalty.repository import care as repo
+from loyalty.repository import care_projection as projection_repo
 from loyalty.repository import stores as store_repo
 from loyalty.repository.care import TriggerCount
 from loyalty.repository.tiers import rule_args
@@ -71,18 +84,21 @@ class Need(msgspec.Struct, frozen=True, kw_only=True):
     """0 … 1; below REPLENISH_MIN_CONFIDENCE a need is not suggested."""
 
 
-class Recommendation(msgspec.Struct, frozen=True, kw_only=True):
-    """A product recommended next to a member, with why."""
+class Recommendations(msgspec.Struct, frozen=True, kw_only=True):
+    """Products recommended next, one entry per (member, product) in three columns, each member's
+    best first (columns, not a Struct per entry: a store-wide scan reads tens of thousands)."""
 
-    customer_id: str
-    product_id: str
-    reason: str
+    customer_ids: list[str]
+    product_ids: list[str]
+    reasons: list[str]
+    """Why, for people ("members with similar taste bought"); the member's first one is shown."""
 
 
 NeedsSource = Callable[[Connection, str, datetime, int], Awaitable[Sequence[Need]]]
 """(conn, store_id, now, horizon_days) → needs due by now + horizon_days, for the whole store."""
-RecommendationsSource = Callable[[Connection, str, datetime], Awaitable[Sequence[Recommendation]]]
-"""(conn, store_id, now) → a few recommendations per member, for the whole store."""
+RecommendationsSource = Callable[[str, Sequence[str], int], Awaitable[Recommendations]]
+"""(store_id, customer_ids, products) → up to `products` recommendations for each of these members
+(the ones `recommended_next` could reach: consenting, not capped, not yet sent this month)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +121,8 @@ class ScanResult(msgspec.Struct, kw_only=True):
     """Earlier actions whose quiet hours ended, emitted by this scan."""
     attributed: int
     """Actions newly linked to an order."""
+    points_credited: int = 0
+    """Points gifts of this scan credited to their members' ledgers."""
 
 
 def deliver_after(now: datetime, timezone: ZoneInfo, quiet: QuietHours) -> datetime:
@@ -150,14 +168,27 @@ def trigger_settings(program: Program) -> dict[str, dict[str, Any]]:
 
 
 async def _source_rows(
-    conn: Connection, *, store_id: str, now: datetime, triggers: dict[str, Any], sources: CareSources
+    conn: Connection,
+    *,
+    store_id: str,
+    now: datetime,
+    timezone: str,
+    care: Care,
+    triggers: dict[str, Any],
+    sources: CareSources,
 ) -> tuple[tuple[list[str], list[str], list[datetime], list[float]], tuple[list[str], list[str], list[str]]]:
     needs: Sequence[Need] = []
     if "replenish" in triggers and sources.needs is not None:
         needs = await sources.needs(conn, store_id, now, int(triggers["replenish"]["days_before"]))
-    recommendations: Sequence[Recommendation] = []
+    picks = Recommendations(customer_ids=[], product_ids=[], reasons=[])
     if "recommended_next" in triggers and sources.recommendations is not None:
-        recommendations = await sources.recommendations(conn, store_id, now)
+        wanted = await repo.recommendation_wanted(
+            conn, store_id=store_id, now=now, timezone=timezone, cap_days=care.member_message_cap_days
+        )
+        if wanted:
+            picks = await sources.recommendations(
+                store_id, wanted, int(triggers["recommended_next"]["products"])
+            )
     return (
         (
             [n.customer_id for n in needs],
@@ -165,11 +196,7 @@ async def _source_rows(
             [n.due_at for n in needs],
             [n.confidence for n in needs],
         ),
-        (
-            [r.customer_id for r in recommendations],
-            [r.product_id for r in recommendations],
-            [r.reason for r in recommendations],
-        ),
+        (picks.customer_ids, picks.product_ids, picks.reasons),
     )
 
 
@@ -195,25 +222,35 @@ async def scan(
     triggers = trigger_settings(program)
     after = deliver_after(now, timezone, care.quiet_hours)
     needs, recommendations = await _source_rows(
-        conn, store_id=store_id, now=now, triggers=triggers, sources=sources or CareSources()
+        conn,
+        store_id=store_id,
+        now=now,
+        timezone=store.timezone,
+        care=care,
+        triggers=triggers,
+        sources=sources or CareSources(),
     )
     counts = (
         []
         if not triggers
         else await repo.scan(
             conn,
-            rule_args=rule_args(store_id, now, program),
-            timezone=store.timezone,
-            triggers=triggers,
-            budget=care.gift_budget_per_month,
-            cooldown_days=care.member_gift_cooldown_days,
-            cap_days=care.member_message_cap_days,
+            rules=_rules(store_id, store.timezone, now, program, triggers),
             deliver_after=after,
-            priority=PRIORITY,
             needs=needs,
             recommendations=recommendations,
         )
     )
+    credited = 0
+    if any(count.kind == "gift" for count in counts) and _gives_points(program):
+        expiry = program.points.expiry_days
+        credited = await care_actions.credit_points_gifts(
+            conn,
+            store_id=store_id,
+            now=now,
+            program_version=program.version,
+            expires_at=now + timedelta(days=expiry) if expiry else None,
+        )
     return ScanResult(
         store_id=store_id,
         now=now,
@@ -221,6 +258,29 @@ async def scan(
         actions=counts,
         emitted_due=emitted,
         attributed=attributed,
+        points_credited=credited,
+    )
+
+
+def _rules(
+    store_id: str, timezone: str, now: datetime, program: Program, triggers: dict[str, dict[str, Any]]
+) -> repo.Rules:
+    care = program.care
+    return repo.Rules(
+        rule_args=rule_args(store_id, now, program),
+        timezone=timezone,
+        triggers=triggers,
+        budget=care.gift_budget_per_month,
+        cooldown_days=care.member_gift_cooldown_days,
+        cap_days=care.member_message_cap_days,
+        priority=PRIORITY,
+    )
+
+
+def _gives_points(program: Program) -> bool:
+    return any(
+        gift is not None and gift.kind == "points"
+        for gift in (getattr(trigger, "gift", None) for trigger in program.care.triggers)
     )
 
 
@@ -231,28 +291,38 @@ class GiftProjection(msgspec.Struct, kw_only=True):
     cost: int
     """Minor units of gift budget they would use (across the months the days span)."""
     by_trigger: dict[str, int]
+    cost_by_trigger: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 async def project_gifts(
     conn: Connection, *, store_id: str, program: Program, now: datetime, days: int = 30
 ) -> GiftProjection:
-    """Run the real scan once a day for `days` days from `now` under `program`, inside a savepoint
-    that is rolled back: exactly the scan's rules (budget, cooldown, cap, and each simulated day's
-    actions restraining the next), nothing kept. Needs and recommendations are left out (their
-    suggestions would only take cap slots). Costs `days` scans of the store."""
+    """The gifts a scan a day from `now` for `days` days would give under `program`, with nothing
+    kept: the scan's own candidates (computed for all the days in one pass) and its own restraint
+    (budget per month, cooldown, cap, priority, each simulated day's gifts restraining the next).
+
+    It projects the store as it is now with only the clock moving: the birthdays, anniversaries
+    and lapses (win-back) ahead are exact, and so are milestones, resolved cases and upgrades
+    already there while their lookbacks last; the orders, cases and upgrades still to come (and
+    the gifts they would bring) are not foreseen, and a member projected to lapse may yet order.
+    Suggestions are not projected: they give nothing, and would only take cap slots."""
+    store = await store_repo.get_store(conn, store_id=store_id)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
+    triggers = {tag: entry for tag, entry in trigger_settings(program).items() if entry["kind"] == "gift"}
+    if not triggers:
+        return GiftProjection(gifts=0, cost=0, by_trigger={})
+    timezone, quiet = ZoneInfo(store.timezone), program.care.quiet_hours
+    per_day = await projection_repo.project(
+        conn,
+        rules=_rules(store_id, store.timezone, now, program, triggers),
+        deliver_after=[deliver_after(now + timedelta(days=d), timezone, quiet) for d in range(days)],
+    )
     gifts: dict[str, int] = {}
-    cost = 0
-    if not any(getattr(trigger, "gift", None) is not None for trigger in program.care.triggers):
-        return GiftProjection(gifts=0, cost=0, by_trigger=gifts)
-    savepoint = conn.transaction()
-    await savepoint.start()
-    try:
-        for day in range(days):
-            result = await scan(conn, store_id=store_id, now=now + timedelta(days=day), program=program)
-            for count in result.actions:
-                if count.kind == "gift":
-                    gifts[count.trigger] = gifts.get(count.trigger, 0) + count.actions
-                    cost += count.cost
-    finally:
-        await savepoint.rollback()
-    return GiftProjection(gifts=sum(gifts.values()), cost=cost, by_trigger=gifts)
+    costs: dict[str, int] = {}
+    for count in (count for day in per_day for count in day):
+        gifts[count.trigger] = gifts.get(count.trigger, 0) + count.actions
+        costs[count.trigger] = costs.get(count.trigger, 0) + count.cost
+    return GiftProjection(
+        gifts=sum(gifts.values()), cost=sum(costs.values()), by_trigger=gifts, cost_by_trigger=costs
+    )

@@ -16,6 +16,15 @@ from loyalty.repository import stores as store_repo
 from loyalty.repository.care import ATTRIBUTION_DAYS
 
 
+class GiftGiven(msgspec.Struct, kw_only=True):
+    """What a gift gives: a voucher of `value` minor units, `value` points, or a product."""
+
+    kind: str
+    """`voucher`, `points` or `product`."""
+    value: int
+    product_id: str | None = None
+
+
 class Suggestion(msgspec.Struct, kw_only=True):
     """A proactive suggestion or gift shown to the member until acted on or expired."""
 
@@ -26,8 +35,8 @@ class Suggestion(msgspec.Struct, kw_only=True):
     reason: str
     expires_at: datetime | None
     message: str
-    gift: dict[str, object] | None = None
-    """What is given, for a gift (`{"kind", "value", "product_id"}`); null for a suggestion."""
+    gift: GiftGiven | None = None
+    """What is given, for a gift; null for a suggestion."""
 
 
 class SuggestionList(msgspec.Struct, kw_only=True):
@@ -67,8 +76,18 @@ async def open_suggestions(
     """Delivered, not acted on, not expired; 404 for an unknown member."""
     if not await repo.member_exists(conn, store_id=store_id, customer_id=customer_id):
         raise NotFound(f"no member {customer_id}")
+    return SuggestionList(
+        items=await live(conn, store_id=store_id, customer_id=customer_id, now=now, limit=limit)
+    )
+
+
+async def live(
+    conn: Connection, *, store_id: str, customer_id: str, now: datetime, limit: int
+) -> list[Suggestion]:
+    """The member's suggestions and gifts shown at `now`: delivered (out of the quiet hours), neither
+    acted on nor dismissed, not expired; newest first."""
     rows = await repo.open_actions(conn, store_id=store_id, customer_id=customer_id, now=now, limit=limit)
-    return SuggestionList(items=[msgspec.convert(row, Suggestion, from_attributes=True) for row in rows])
+    return [msgspec.convert(row, Suggestion, from_attributes=True) for row in rows]
 
 
 async def act(

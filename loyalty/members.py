@@ -7,11 +7,11 @@ import binascii
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
-from loyalty import cases, preferences
+from loyalty import care_actions, cases, preferences
+from loyalty.care_actions import Suggestion
 from loyalty.cases import Case
 from loyalty.errors import InvalidInput, NotFound
 from loyalty.events import Customer
@@ -72,6 +72,7 @@ async def lock_from_order(
 
 EXPIRING_WITHIN = timedelta(days=30)
 RECENT_ORDERS = 5
+PROFILE_SUGGESTIONS = 10
 
 
 class TierProgress(msgspec.Struct, kw_only=True):
@@ -130,7 +131,9 @@ class MemberView(msgspec.Struct, kw_only=True):
 
     `open_cases` lists unresolved service cases with their promises, breached ones first.
     `version` counts the changes to the member: it is the number the change feed
-    (`/changes`, `/events`) carries. `suggestions` stays empty until the care engine lands.
+    (`/changes`, `/events`) carries. `suggestions` lists the care engine's suggestions and gifts
+    delivered and neither acted on, dismissed nor expired, newest first (at most 10; all of them at
+    `/suggestions`).
     """
 
     customer_id: str
@@ -142,7 +145,7 @@ class MemberView(msgspec.Struct, kw_only=True):
     preferences: dict[str, Preference] = msgspec.field(default_factory=dict)
     open_cases: list[Case] = msgspec.field(default_factory=list)
     recent_orders: list[RecentOrder] = msgspec.field(default_factory=list)
-    suggestions: list[Any] = msgspec.field(default_factory=list)
+    suggestions: list[Suggestion] = msgspec.field(default_factory=list)
     updated_at: datetime
 
 
@@ -225,6 +228,9 @@ async def view(
         conn, store_id=store_id, customer_id=customer_id, after=now, until=now + EXPIRING_WITHIN
     )
     orders = await orders_repo.recent(conn, store_id=store_id, customer_id=customer_id, limit=RECENT_ORDERS)
+    suggestions = await care_actions.live(
+        conn, store_id=store_id, customer_id=customer_id, now=now, limit=PROFILE_SUGGESTIONS
+    )
     shown_cases = [cases.as_case(row, now=now) for row in open_cases]
     shown_cases.sort(key=lambda case: (not case.breached, case.resolution_due))
     return MemberView(
@@ -247,6 +253,7 @@ async def view(
         preferences=preferences.decode(stored_preferences or {}),
         open_cases=shown_cases,
         recent_orders=[msgspec.convert(order, RecentOrder, from_attributes=True) for order in orders],
+        suggestions=suggestions,
         updated_at=member.updated_at,
     )
 

@@ -15,7 +15,7 @@ from loyalty.repository import privacy as repo
 
 class Change(msgspec.Struct, kw_only=True):
     """One version of the member and what kinds of change made it (`order`, `points`, `tier`,
-    `redemption`, `preferences`, `case`, `member`)."""
+    `redemption`, `preferences`, `case`, `care`, `member`)."""
 
     version: int
     kinds: list[str]

@@ -156,7 +156,8 @@ class PointsExpiringTrigger(_Doc, tag_field="kind", tag="points_expiring"):
 
 
 class RecommendedNextTrigger(_Doc, tag_field="kind", tag="recommended_next"):
-    pass
+    products: Annotated[int, Meta(ge=1, le=10)] = 3
+    """How many of the member's `discover` recommendations the monthly suggestion names."""
 
 
 Trigger = (

@@ -74,12 +74,16 @@ class ProgramPreview(msgspec.Struct, kw_only=True):
     liability: Liability
     typical_order: TypicalOrder
     gifts_next_30_days: int | None = None
-    """Gifts the candidate's care triggers would send in the next 30 days (a daily scan simulated
-    under the candidate and rolled back, see `care.project_gifts`)."""
+    """Gifts the candidate's care triggers would send in the next 30 days: the daily scan's own rules
+    (budget per month, cooldown, cap, priority) projected over the store as it is now, with only the
+    clock moving (see `care.project_gifts`: gifts of orders, cases and upgrades still to come are
+    not foreseen)."""
     gift_budget_next_30_days: int | None = None
     """Minor units of gift budget those gifts would use."""
     gifts_by_trigger: dict[str, int] = msgspec.field(default_factory=dict)
     """The gifts per trigger."""
+    gift_budget_by_trigger: dict[str, int] = msgspec.field(default_factory=dict)
+    """The budget they would use per trigger, minor units."""
 
 
 def value_per_point(program: Program) -> Fraction:
@@ -154,4 +158,5 @@ async def preview(conn: Connection, *, store_id: str, candidate: Program, now: d
         gifts_next_30_days=gifts.gifts,
         gift_budget_next_30_days=gifts.cost,
         gifts_by_trigger=gifts.by_trigger,
+        gift_budget_by_trigger=gifts.cost_by_trigger,
     )

@@ -9,10 +9,13 @@ unique per member, trigger and period, and scans of one store queue on a lock.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from redis.asyncio import Redis
+
 from loyalty import care
-from loyalty.care import CareSources
+from loyalty.care import CareSources, RecommendationsSource
 from loyalty.repository import Connection
 from plugin import metrics
 from plugin.repository import jobs
@@ -20,6 +23,7 @@ from plugin.repository.jobs import Job
 from plugin.runtime import Runtime
 from plugin.worker import Schedule
 from recommender import needs as recommender_needs
+from recommender import serving
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,39 @@ async def _needs(conn: Connection, store_id: str, now: datetime, horizon_days: i
     ]
 
 
+REASONS = {
+    "bought_before": "bought before",
+    "due_again": "due again",
+    "similar_members": "members with similar taste bought",
+    "popular_now": "popular right now",
+    "popular_in_favourite_categories": "popular in your favourite categories",
+    "popular": "popular",
+}
+"""The recommender's reason codes as the suggestion's `reason` says them."""
+
+
+def recommendations_from(redis: Redis) -> RecommendationsSource:
+    """`recommended_next`'s source: each reachable member's precomputed `discover` list (products new
+    to them), read from Redis in bulk."""
+
+    async def recommendations(
+        store_id: str, customer_ids: Sequence[str], products: int
+    ) -> care.Recommendations:
+        picks = await serving.read_many(
+            redis, store_id=store_id, customer_ids=customer_ids, list_name="discover", limit=products
+        )
+        return care.Recommendations(
+            customer_ids=picks.customer_ids,
+            product_ids=picks.product_ids,
+            reasons=[REASONS.get(reason, reason) for reason in picks.reasons],
+        )
+
+    return recommendations
+
+
 def care_sources(runtime: Runtime) -> CareSources:
-    """What the recommender lends the scan: needs for `replenish`. `recommended_next` has no source
-    yet: it needs every member's precomputed list read back from Redis in bulk."""
-    return CareSources(needs=_needs)
+    """What the recommender lends the scan: needs for `replenish`, lists for `recommended_next`."""
+    return CareSources(needs=_needs, recommendations=recommendations_from(runtime.redis))
 
 
 async def scan_store(runtime: Runtime, *, store_id: str) -> care.ScanResult:

@@ -17,8 +17,9 @@ import struct
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -246,6 +247,92 @@ class Reader:
 
 def _ignore(_: str) -> None:
     pass
+
+
+@dataclass(frozen=True)
+class Picks:
+    """Many members' lists at once, one entry per (member, product), each member's best first."""
+
+    customer_ids: list[str]
+    product_ids: list[str]
+    reasons: list[str]
+    """Codes from `recommender.lists.REASONS`."""
+    version: int | None
+
+
+# For each asked member of one bucket: a presence byte, then the first ARGV[2] product indexes and
+# reason codes of one list (its fields start ARGV[1] times k bytes into a row of k slots; slots past
+# k read as empty), cut out in Redis and concatenated into one string: a few bytes per member cross
+# the wire, not the whole row, and the client parses one reply per chunk, not one per member.
+_EXTRACT = f"""
+local per, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local values = redis.call('HMGET', KEYS[1], unpack(ARGV, 3))
+local out = {{}}
+for i, v in ipairs(values) do
+    if v then
+        local k = #v / {ROW_BYTES_PER_SLOT}
+        local n = math.min(limit, k)
+        local items, reasons = per * k, per * k + 6 * k
+        out[i] = '\\1' .. string.sub(v, items + 1, items + 4 * n) .. string.rep('\\255', 4 * (limit - n))
+            .. string.sub(v, reasons + 1, reasons + n) .. string.rep('\\0', limit - n)
+    else
+        out[i] = string.rep('\\0', 1 + 5 * limit)
+    end
+end
+return table.concat(out)
+"""
+_LIST_OFFSETS = {"buy_again": 0, "discover": 7}
+"""Where a list's fields start in a row, in units of k bytes (see `row_dtype`)."""
+
+
+async def read_many(
+    redis: Redis,
+    *,
+    store_id: str,
+    customer_ids: Sequence[str],
+    list_name: Literal["buy_again", "discover"],
+    limit: int,
+    chunk: int = 1000,
+) -> Picks:
+    """The first `limit` entries (at most k) of one list for each of these members, in one pipelined
+    round trip (a script per bucket and `chunk` members) and one vectorised decode: the care scan's
+    bulk read.
+
+    Only members with a row of their own are answered: the store-wide popular row is a cold start for
+    a page to show, not a pick for one member."""
+    raw_version = _bytes(await redis.get(live_key(store_id)))
+    if raw_version is None or not customer_ids:
+        return Picks([], [], [], None if raw_version is None else int(raw_version))
+    version = int(raw_version)
+    by_bucket: dict[int, list[str]] = {}
+    for customer_id in customer_ids:
+        by_bucket.setdefault(bucket_of(customer_id), []).append(customer_id)
+    extract = redis.register_script(_EXTRACT)
+    asked: list[str] = []
+    async with redis.pipeline(transaction=False) as pipe:
+        for bucket, names in by_bucket.items():
+            for lo in range(0, len(names), chunk):
+                part = names[lo : lo + chunk]
+                key = version_key(store_id, version, f"b{bucket}")
+                await extract(keys=[key], args=[_LIST_OFFSETS[list_name], limit, *part], client=pipe)
+                asked.extend(part)
+        pipe.get(version_key(store_id, version, "products"))
+        *answers, raw_products = await pipe.execute()
+    product_text = _bytes(raw_products)
+    if not product_text:
+        return Picks([], [], [], version)
+    record = np.dtype([("present", "u1"), ("item", "<i4", (limit,)), ("reason", "i1", (limit,))])
+    records = np.frombuffer(b"".join(_bytes(answer) or b"" for answer in answers), dtype=record)
+    # A list ends at its first empty slot; a member without a row has none.
+    kept = np.cumprod(records["item"] >= 0, axis=1).astype(bool) & (records["present"] == 1)[:, None]
+    member, _ = np.nonzero(kept)
+    products = np.array(product_text.decode().split("\n"), dtype=object)
+    return Picks(
+        customer_ids=np.array(asked, dtype=object)[member].tolist(),
+        product_ids=products[records["item"][kept]].tolist(),
+        reasons=np.array(REASONS, dtype=object)[records["reason"][kept]].tolist(),
+        version=version,
+    )
 
 
 def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:

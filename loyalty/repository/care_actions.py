@@ -43,6 +43,67 @@ UPDATE care_actions a SET order_id = f.order_id
 FROM firsts f WHERE a.action_id = f.action_id
 """  # noqa: S608 - only module constants are interpolated
 
+# Points gifts a scan issued at $2: their members are locked in key order (as every multi-member
+# ledger change locks them), then one statement writes each gift's `adjust` entry and lot, pays a
+# debt from the lot first (as any earning does), adds it to the balance, links the action to its
+# entry and announces `points.changed`. `entry_id IS NULL` makes a second call a no-op; the reason
+# names the action, so an entry is matched back to its action by it.
+_LOCK_GIFTED = """
+SELECT customer_id FROM members
+WHERE store_id = $1 AND customer_id IN (
+    SELECT customer_id FROM care_actions
+    WHERE store_id = $1 AND created_at = $2 AND entry_id IS NULL AND kind = 'gift'
+      AND gift ->> 'kind' = 'points')
+ORDER BY customer_id
+FOR NO KEY UPDATE
+"""
+_CREDIT_GIFTED = """
+WITH gifts AS (
+    SELECT a.action_id, a.customer_id, (a.gift ->> 'value')::bigint AS points, m.balance,
+           format('care gift: %s (care action %s)', a.trigger, a.action_id) AS reason
+    FROM care_actions a
+    JOIN members m ON m.store_id = a.store_id AND m.customer_id = a.customer_id
+    WHERE a.store_id = $1 AND a.created_at = $2 AND a.entry_id IS NULL AND a.kind = 'gift'
+      AND a.gift ->> 'kind' = 'points' AND (a.gift ->> 'value')::bigint > 0
+),
+entries AS (
+    INSERT INTO ledger_entries (store_id, customer_id, kind, points, reason, program_version, expires_at,
+                                created_at)
+    SELECT $1, customer_id, 'adjust', points, reason, $3, $4, $2 FROM gifts
+    RETURNING entry_id, customer_id, reason
+),
+credited AS (
+    SELECT g.action_id, g.customer_id, g.points, g.balance, g.reason, e.entry_id
+    FROM gifts g JOIN entries e USING (customer_id, reason)
+),
+lots AS (
+    INSERT INTO point_lots (store_id, customer_id, entry_id, points, remaining, available_at, expires_at)
+    SELECT $1, customer_id, entry_id, points, points - least(points, greatest(-balance, 0)), $2, $4
+    FROM credited
+    RETURNING lot_id, entry_id, points - remaining AS debt
+),
+debts AS (
+    INSERT INTO lot_consumptions (entry_id, lot_id, points)
+    SELECT entry_id, lot_id, debt FROM lots WHERE debt > 0
+),
+balances AS (
+    UPDATE members m SET balance = m.balance + c.points, updated_at = now()
+    FROM credited c WHERE m.store_id = $1 AND m.customer_id = c.customer_id
+    RETURNING m.customer_id, m.balance
+),
+linked AS (
+    UPDATE care_actions a SET entry_id = c.entry_id FROM credited c WHERE a.action_id = c.action_id
+),
+announced AS (
+    INSERT INTO outbox (store_id, customer_id, event_type, payload, created_at)
+    SELECT $1, c.customer_id, 'points.changed',
+           jsonb_build_object('store_id', $1::text, 'customer_id', c.customer_id, 'delta', c.points,
+                              'balance', b.balance, 'reason', c.reason),
+           $2
+    FROM credited c JOIN balances b USING (customer_id)
+)
+SELECT count(*)::int FROM credited
+"""
 _LIST = """
 SELECT action_id::text AS suggestion_id, trigger AS kind, product_ids, reason, expires_at, message, gift
 FROM care_actions
@@ -106,6 +167,21 @@ async def attribute(conn: Connection, *, store_id: str, now: datetime) -> int:
     """Link recent actions to the member's first paid order after them; returns how many."""
     status = await conn.execute(_ATTRIBUTE, store_id, now)
     return int(status.split()[-1])
+
+
+async def credit_points_gifts(
+    conn: Connection,
+    *,
+    store_id: str,
+    now: datetime,
+    program_version: int | None,
+    expires_at: datetime | None,
+) -> int:
+    """Credit the points gifts the scan at `now` issued, once each; returns how many were credited.
+    Call in the scan's transaction, so an action and its credit commit together."""
+    await conn.execute(_LOCK_GIFTED, store_id, now)
+    credited: int = await conn.fetchval(_CREDIT_GIFTED, store_id, now, program_version, expires_at)
+    return credited
 
 
 async def member_exists(conn: Connection, *, store_id: str, customer_id: str) -> bool:

@@ -190,7 +190,8 @@ WHERE m.store_id = $1 AND m.customer_id = $2 AND m.erased_at IS NULL
 """
 # When the view of a member changes by the clock alone, with no write: pending points become
 # available, a lot enters the expiring window or expires, an order or earning leaves the tier
-# window, an open case's promise falls due. least() skips the nulls.
+# window, an open case's promise falls due, a care suggestion expires or comes out of the quiet
+# hours. least() skips the nulls.
 _VALID_UNTIL = """
 SELECT least(
     (SELECT min(available_at) FROM point_lots
@@ -203,7 +204,9 @@ SELECT least(
     (SELECT min(placed_at) + make_interval(days => $5) FROM orders
      WHERE store_id = $1 AND customer_id = $2 AND placed_at > $3 - make_interval(days => $5)),
     (SELECT min(due) FROM cases, LATERAL (VALUES (first_response_due), (resolution_due)) AS d (due)
-     WHERE store_id = $1 AND customer_id = $2 AND status IN ('open', 'pending') AND due > $3)
+     WHERE store_id = $1 AND customer_id = $2 AND status IN ('open', 'pending') AND due > $3),
+    (SELECT min(moment) FROM care_actions, LATERAL (VALUES (deliver_after), (expires_at)) AS d (moment)
+     WHERE store_id = $1 AND customer_id = $2 AND acted_at IS NULL AND moment > $3)
 )
 """
 

@@ -39,7 +39,9 @@ SELECT
     (SELECT coalesce(jsonb_agg((to_jsonb(c) - 'store_id') || jsonb_build_object('events',
         (SELECT coalesce(jsonb_agg(to_jsonb(e) - 'store_id' ORDER BY e.event_id), '[]') FROM case_events e
          WHERE e.store_id = c.store_id AND e.case_id = c.case_id)) ORDER BY c.opened_at), '[]')
-     FROM cases c WHERE store_id = $1 AND customer_id = $2)
+     FROM cases c WHERE store_id = $1 AND customer_id = $2),
+    (SELECT coalesce(jsonb_agg(to_jsonb(a) - 'store_id' ORDER BY a.action_id), '[]')
+     FROM care_actions a WHERE store_id = $1 AND customer_id = $2)
 """
 # Erasure keeps what the books need (ledger, orders, redemptions, case facts and timings) under the
 # storefront's opaque customer id, and removes what identifies or describes the person.
@@ -54,6 +56,11 @@ _ERASE_CASES = """
 UPDATE cases SET subject = '[erased]', satisfaction_comment = NULL WHERE store_id = $1 AND customer_id = $2
 """
 _ERASE_CASE_EVENTS = "UPDATE case_events SET body = NULL WHERE store_id = $1 AND customer_id = $2"
+# A care action's reason and message name the member and their dates ("Happy birthday, Ann!");
+# what it cost the budget and what it led to stay for the report.
+_ERASE_CARE = """
+UPDATE care_actions SET reason = '[erased]', message = '[erased]' WHERE store_id = $1 AND customer_id = $2
+"""
 
 
 async def changes(
@@ -69,7 +76,16 @@ async def export(conn: Connection, *, store_id: str, customer_id: str) -> dict[s
     row = await conn.fetchrow(_EXPORT, store_id, customer_id)
     if row is None or row[0] is None:
         return None
-    names = ("member", "orders", "ledger", "redemptions", "tier_changes", "preference_changes", "cases")
+    names = (
+        "member",
+        "orders",
+        "ledger",
+        "redemptions",
+        "tier_changes",
+        "preference_changes",
+        "cases",
+        "care_actions",
+    )
     return dict(zip(names, row, strict=True))
 
 
@@ -80,4 +96,5 @@ async def erase(conn: Connection, *, store_id: str, customer_id: str, now: datet
     await conn.execute(_ERASE_PREFERENCE_LOG, store_id, customer_id)
     await conn.execute(_ERASE_CASES, store_id, customer_id)
     await conn.execute(_ERASE_CASE_EVENTS, store_id, customer_id)
+    await conn.execute(_ERASE_CARE, store_id, customer_id)
     return True

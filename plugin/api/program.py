@@ -103,8 +103,9 @@ class ProgramController(Controller):
     ) -> ProgramPreview:
         """What publishing the candidate now would do: members moving tier (from → to counts),
         members who would enter their downgrade grace, the change in the outstanding points'
-        value, and the points a typical order would earn per tier. Changes nothing.
-        `gifts_next_30_days` is null until the care triggers land.
+        value, the points a typical order would earn per tier, and the gifts the candidate's care
+        triggers would give in the next 30 days with the budget they would use, per trigger.
+        Changes nothing.
         """
         return await program_preview.preview(
             conn, store_id=principal.store_id, candidate=data, now=runtime.clock()

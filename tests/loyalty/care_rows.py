@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -37,6 +38,15 @@ async def care_member(
         created_at,
     )
     return customer_id
+
+
+async def members_born_on(conn: Connection, store_id: str, birthday: date, count: int) -> None:
+    """`count` consenting members m000, m001 … sharing a birthday, in one round trip."""
+    await conn.executemany(
+        "INSERT INTO members (store_id, customer_id, tier_code, tier_since, birthday, marketing_consent)"
+        " VALUES ($1, $2, 'member', now(), $3, true)",
+        [(store_id, f"m{i:03}", birthday) for i in range(count)],
+    )
 
 
 async def insert_lot(
@@ -102,3 +112,21 @@ async def events(conn: Connection, store_id: str) -> list[tuple[str, str | None,
         store_id,
     )
     return [(r["event_type"], r["customer_id"], r["payload"]) for r in rows]
+
+
+async def stand_in_cases(conn: Connection, cases: Sequence[tuple[str, str, datetime]]) -> None:
+    """Point `resolved_cases_for_recovery` at these cases, inside the caller's transaction."""
+    await conn.execute(
+        "CREATE TEMP TABLE stand_in_cases (customer_id text, case_id text, resolved_at timestamptz)"
+    )
+    await conn.executemany("INSERT INTO stand_in_cases VALUES ($1, $2, $3)", cases)
+    await conn.execute(
+        """
+        CREATE OR REPLACE FUNCTION resolved_cases_for_recovery(p_store_id text, p_since timestamptz,
+                                                               p_until timestamptz)
+        RETURNS TABLE (customer_id text, case_id text, resolved_at timestamptz, reason text)
+        LANGUAGE sql STABLE
+        AS 'SELECT customer_id, case_id, resolved_at, ''resolved after a breached promise''
+            FROM stand_in_cases WHERE resolved_at > p_since AND resolved_at <= p_until'
+        """
+    )

@@ -13,7 +13,15 @@ from loyalty import care, program_preview
 from loyalty.program import Program, QuietHours
 from loyalty.repository import Connection
 from loyalty.stores import StoreCreated
-from tests.loyalty.care_rows import actions, care_member, care_program, events, insert_lot
+from tests.loyalty.care_rows import (
+    actions,
+    care_member,
+    care_program,
+    events,
+    insert_lot,
+    members_born_on,
+    stand_in_cases,
+)
 from tests.sql_rows import insert_order
 
 VOUCHER = {"kind": "voucher", "value": 500}
@@ -86,7 +94,7 @@ async def test_service_recovery_outranks_a_birthday_for_the_last_budget(
             await care_member(conn, sid, "rich", birthday=date(1990, 6, 10))
             await insert_order(conn, sid, "rich", subtotal=500_000, placed_at=NOON - timedelta(days=5))
             await care_member(conn, sid, "upset", consent=False)
-            await _stand_in_cases(conn, [("upset", "9", NOON - timedelta(hours=3))])
+            await stand_in_cases(conn, [("upset", "9", NOON - timedelta(hours=3))])
             await care.scan(conn, store_id=sid, now=NOON, program=program)
             assert await actions(conn, sid) == [("upset", "service_recovery", "gift", "case-9")]
             [(kind, _, payload)] = await events(conn, sid)
@@ -95,24 +103,6 @@ async def test_service_recovery_outranks_a_birthday_for_the_last_budget(
 
         finally:
             await transaction.rollback()
-
-
-async def _stand_in_cases(conn: Connection, cases: Sequence[tuple[str, str, datetime]]) -> None:
-    """Point `resolved_cases_for_recovery` at these cases, inside the caller's transaction."""
-    await conn.execute(
-        "CREATE TEMP TABLE stand_in_cases (customer_id text, case_id text, resolved_at timestamptz)"
-    )
-    await conn.executemany("INSERT INTO stand_in_cases VALUES ($1, $2, $3)", cases)
-    await conn.execute(
-        """
-        CREATE OR REPLACE FUNCTION resolved_cases_for_recovery(p_store_id text, p_since timestamptz,
-                                                               p_until timestamptz)
-        RETURNS TABLE (customer_id text, case_id text, resolved_at timestamptz, reason text)
-        LANGUAGE sql STABLE
-        AS 'SELECT customer_id, case_id, resolved_at, ''resolved after a breached promise''
-            FROM stand_in_cases WHERE resolved_at > p_since AND resolved_at <= p_until'
-        """
-    )
 
 
 async def test_gift_cooldown_and_the_message_cap(pool: asyncpg.Pool, store: StoreCreated) -> None:
@@ -180,11 +170,7 @@ async def test_quiet_hours_defer_the_outbox_row_to_the_morning(
 async def test_two_scans_at_once_issue_nothing_twice(pool: asyncpg.Pool, store: StoreCreated) -> None:
     sid = store.store_id
     async with pool.acquire() as conn:
-        await conn.executemany(
-            "INSERT INTO members (store_id, customer_id, tier_code, tier_since, birthday, marketing_consent)"
-            " VALUES ($1, $2, 'member', now(), '1990-06-10', true)",
-            [(sid, f"m{i:03}") for i in range(200)],
-        )
+        await members_born_on(conn, sid, date(1990, 6, 10), 200)
     program = care_program(
         {"kind": "birthday", "gift": VOUCHER}, gift_budget_per_month=50_000, member_message_cap_days=3
     )
@@ -215,8 +201,15 @@ async def test_replenish_and_recommended_next_come_from_the_sources(
             care.Need(customer_id="bob", product_id="beans", due_at=now + timedelta(days=9), confidence=0.9),
         ]
 
-    async def recommendations(_: Connection, store_id: str, now: datetime) -> list[care.Recommendation]:
-        return [care.Recommendation(customer_id="bob", product_id="grinder", reason="goes with your beans")]
+    async def recommendations(
+        store_id: str, customer_ids: Sequence[str], products: int
+    ) -> care.Recommendations:
+        assert (store_id, sorted(customer_ids), products) == (sid, ["ann", "bob"], 3)
+        return care.Recommendations(
+            customer_ids=["bob", "bob", "ann"],
+            product_ids=["grinder", "kettle", "mug"],
+            reasons=["goes with your beans", "popular", "popular"],
+        )
 
     sources = care.CareSources(needs=needs, recommendations=recommendations)
     program = care_program({"kind": "replenish", "days_before": 3}, {"kind": "recommended_next"})
@@ -228,8 +221,8 @@ async def test_replenish_and_recommended_next_come_from_the_sources(
         ]
         payloads = {customer: payload for _, customer, payload in await events(conn, sid)}
     assert payloads["ann"]["product_ids"] == ["filters", "beans"]
-    assert payloads["bob"]["product_ids"] == ["grinder"]
-    assert payloads["bob"]["reason"] == "goes with your beans"
+    assert payloads["bob"]["product_ids"] == ["grinder", "kettle"]
+    assert payloads["bob"]["reason"] == "goes with your beans: grinder, kettle"
 
 
 async def test_preview_projects_gifts_of_the_next_30_days_and_keeps_nothing(
@@ -256,6 +249,7 @@ async def test_preview_projects_gifts_of_the_next_30_days_and_keeps_nothing(
     # July's budget takes the birthday on the 5th.
     assert (preview.gifts_next_30_days, preview.gift_budget_next_30_days) == (3, 1300)
     assert preview.gifts_by_trigger == {"birthday": 2, "anniversary": 1}
+    assert preview.gift_budget_by_trigger == {"birthday": 1000, "anniversary": 300}
     async with pool.acquire() as conn:
         assert await actions(conn, sid) == []
         assert await events(conn, sid) == []

@@ -89,6 +89,26 @@ async def test_anniversary_of_membership(pool: asyncpg.Pool, store: StoreCreated
         assert await actions(conn, sid) == [("ann", "anniversary", "gift", "2025")]
 
 
+async def test_a_member_who_joined_on_a_leap_day_is_thanked_on_feb_28(
+    pool: asyncpg.Pool, store: StoreCreated
+) -> None:
+    sid = store.store_id
+    async with pool.acquire() as conn:
+        await care_member(conn, sid, "leap", created_at=datetime(2024, 2, 29, 9, tzinfo=UTC))
+    program = care_program({"kind": "anniversary"})
+    for day in (date(2025, 2, 27), date(2025, 2, 28), date(2025, 3, 1), date(2028, 2, 28), date(2028, 2, 29)):
+        await run(pool, sid, datetime(day.year, day.month, day.day, 12, tzinfo=UTC), program)
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT period_key, reason, created_at FROM care_actions WHERE store_id = $1 ORDER BY action_id",
+            sid,
+        )
+    assert [(r["period_key"], r["reason"], r["created_at"].date()) for r in rows] == [
+        ("2025", "1 year(s) a member", date(2025, 2, 28)),
+        ("2028", "4 year(s) a member", date(2028, 2, 29)),
+    ]
+
+
 async def test_milestone_on_the_nth_order(pool: asyncpg.Pool, store: StoreCreated) -> None:
     sid, now = store.store_id, datetime(2026, 4, 1, 12, tzinfo=UTC)
     async with pool.acquire() as conn:

@@ -117,6 +117,23 @@ async def test_report_counts_sent_budget_and_conversion(
     ).status_code == 422
 
 
+async def test_export_lists_care_actions_and_erasure_blanks_their_words(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, store: StoreCreated
+) -> None:
+    sid, now = store.store_id, datetime.now(UTC)
+    async with pool.acquire() as conn:
+        await care_member(conn, sid, "ann", birthday=now.astimezone(care.ZoneInfo("Europe/Berlin")).date())
+    async with pool.acquire() as conn, conn.transaction():
+        await care.scan(conn, store_id=sid, now=now, program=care_program({"kind": "birthday"}))
+    export = await client.get("/v1/members/ann/export", headers=key(store, Scope.marketer))
+    [action] = export.json()["data"]["care_actions"]
+    assert (action["trigger"], action["message"]) == ("birthday", "Happy birthday, Ann!")
+    assert (await client.delete("/v1/members/ann", headers=key(store, Scope.marketer))).status_code == 204
+    export = await client.get("/v1/members/ann/export", headers=key(store, Scope.marketer))
+    [erased] = export.json()["data"]["care_actions"]
+    assert (erased["trigger"], erased["reason"], erased["message"]) == ("birthday", "[erased]", "[erased]")
+
+
 @pytest.fixture
 def patron_env(
     monkeypatch: pytest.MonkeyPatch, database_url: str, server_urls: tuple[str, str]

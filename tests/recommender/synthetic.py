@@ -15,6 +15,7 @@ import numpy as np
 
 from loyalty.repository import Connection
 from recommender.dataset import Catalogue, MemberFacts, Purchases
+from recommender.lists import TopLists, mix
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 GROUPS = {"A": ("tea", "cups"), "B": ("wine", "glasses")}
@@ -142,4 +143,25 @@ async def insert(conn: Connection, store_id: str, lines: list[Line]) -> None:
         ids,
         [line.product_id for line in lines],
         [line.quantity for line in lines],
+    )
+
+
+def top_lists(members: list[str], k: int) -> TopLists:
+    """Each member's lists: buy-again products 0 … k-1, discover k … 2k-1 (reason `similar_members`)."""
+    n = len(members)
+    again = np.tile(np.arange(k), (n, 1))
+    found = np.tile(np.arange(k, 2 * k), (n, 1))
+    again_scores = np.tile(np.linspace(0.9, 0.5, k), (n, 1)).astype(np.float32)
+    found_scores = np.tile(np.linspace(0.7, 0.1, k), (n, 1)).astype(np.float32)
+    source, position = mix(again_scores, found_scores, k)
+    return TopLists(
+        members=np.array(members, dtype=np.str_),
+        again_items=again,
+        again_scores=again_scores,
+        again_reasons=np.zeros((n, k), dtype=np.int8),
+        discover_items=found,
+        discover_scores=found_scores,
+        discover_reasons=np.full((n, k), 2, dtype=np.int8),
+        mixed_source=source,
+        mixed_position=position,
     )

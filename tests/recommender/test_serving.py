@@ -7,34 +7,12 @@ import pytest
 
 from plugin.runtime import Runtime
 from recommender import serving
-from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
+from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS
 from tests.recommender import synthetic
 
 
-def _top(members: list[str], k: int) -> TopLists:
-    n = len(members)
-    again = np.tile(np.arange(k), (n, 1))
-    found = np.tile(np.arange(k, 2 * k), (n, 1))
-    again_scores = np.tile(np.linspace(0.9, 0.5, k), (n, 1)).astype(np.float32)
-    found_scores = np.tile(np.linspace(0.7, 0.1, k), (n, 1)).astype(np.float32)
-    from recommender.lists import mix
-
-    source, position = mix(again_scores, found_scores, k)
-    return TopLists(
-        members=np.array(members, dtype=np.str_),
-        again_items=again,
-        again_scores=again_scores,
-        again_reasons=np.zeros((n, k), dtype=np.int8),
-        discover_items=found,
-        discover_scores=found_scores,
-        discover_reasons=np.full((n, k), 2, dtype=np.int8),
-        mixed_source=source,
-        mixed_position=position,
-    )
-
-
 def test_rows_round_trip_through_the_binary_format() -> None:
-    top = _top(["a", "b"], 4)
+    top = synthetic.top_lists(["a", "b"], 4)
     rows = serving.encode_rows(top, 4)
     back = np.frombuffer(rows.tobytes(), dtype=serving.row_dtype(4))
     assert back["again_item"].tolist() == top.again_items.tolist()
@@ -65,7 +43,7 @@ async def test_publish_switch_and_read(runtime: Runtime) -> None:
             redis,
             store_id=store,
             version=version,
-            top=_top(["a", "b"], 6),
+            top=synthetic.top_lists(["a", "b"], 6),
             catalogue=catalogue,
             popularity=popularity,
             facts=None,
@@ -99,7 +77,7 @@ async def test_limit_is_respected(runtime: Runtime, list_name: str) -> None:
         runtime.redis,
         store_id=store,
         version=1,
-        top=_top(["a"], 6),
+        top=synthetic.top_lists(["a"], 6),
         catalogue=catalogue,
         popularity=np.ones(len(catalogue.product)),
         facts=None,
@@ -124,7 +102,7 @@ async def test_members_without_purchases_get_their_favourite_categories(runtime:
         runtime.redis,
         store_id=store,
         version=1,
-        top=_top(["a"], 6),
+        top=synthetic.top_lists(["a"], 6),
         catalogue=catalogue,
         popularity=np.ones(len(catalogue.product)),
         facts=facts,
@@ -134,3 +112,45 @@ async def test_members_without_purchases_get_their_favourite_categories(runtime:
     items, _ = await serving.Reader(runtime.redis).read(store, "fan", list_name="mixed", limit=6)
     assert [r for _, _, r in items] == ["popular_in_favourite_categories"] * 6
     assert all(p.startswith("glasses-") for p, _, _ in items)
+
+
+async def test_read_many_agrees_with_the_reader_and_skips_members_without_a_row(runtime: Runtime) -> None:
+    _, catalogue, _ = synthetic.as_arrays([])
+    members = [f"m{i}" for i in range(40)]
+    top = synthetic.top_lists(members, 6)
+    # Member m1's discover list has two entries, then nothing.
+    top.discover_items[1, 2:] = -1
+    store = "st_read_many"
+    reader = serving.Reader(runtime.redis, live_ttl=0.0)
+    empty = await serving.read_many(
+        runtime.redis, store_id=store, customer_ids=members, list_name="discover", limit=3
+    )
+    assert (empty.customer_ids, empty.version) == ([], None)
+    await serving.publish(
+        runtime.redis,
+        store_id=store,
+        version=4,
+        top=top,
+        catalogue=catalogue,
+        popularity=np.ones(len(catalogue.product)),
+        facts=None,
+        k=6,
+    )
+    await serving.switch(runtime.redis, store_id=store, version=4)
+    asked = ["nobody", *members]
+    for list_name, limit in (("discover", 3), ("buy_again", 3), ("discover", 9)):
+        picks = await serving.read_many(
+            runtime.redis, store_id=store, customer_ids=asked, list_name=list_name, limit=limit, chunk=7
+        )
+        assert picks.version == 4
+        got: dict[str, list[tuple[str, str]]] = {}
+        for customer_id, product_id, reason in zip(
+            picks.customer_ids, picks.product_ids, picks.reasons, strict=True
+        ):
+            got.setdefault(customer_id, []).append((product_id, reason))
+        assert set(got) == set(members)  # "nobody" has no row of their own: left out
+        for member in members:
+            expected, _ = await reader.read(store, member, list_name=list_name, limit=limit)
+            assert got[member] == [(p, r) for p, _, r in expected], (list_name, member)
+    assert len(got["m0"]) == 6  # more asked than kept: the whole list
+    assert len(got["m1"]) == 2
