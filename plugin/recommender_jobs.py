@@ -34,7 +34,15 @@ async def refresh(runtime: Runtime, job: Job) -> None:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate()
+    try:
+        stdout, stderr = await process.communicate()
+    except asyncio.CancelledError:
+        # The worker is stopping (or the lease was lost): the training must not outlive it, holding
+        # the embedded servers and a pooled connection. The job is retried by whoever claims it next.
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
     if process.returncode != 0:
         raise RuntimeError(f"patron train exited {process.returncode}: {stderr.decode()[-1000:]}")
     log.info("recommender refreshed: %s", stdout.decode().strip()[-1000:])

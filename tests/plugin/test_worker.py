@@ -321,3 +321,30 @@ class TestStop:
         runs: Counter[int] = Counter()
         assert await make_worker(queue, {KIND: recorder(runs)}).run_once() == 1
         assert runs == {job_id: 1}
+
+
+async def test_a_cancelled_refresh_kills_its_training_process(runtime: Runtime) -> None:
+    import psutil
+
+    job = Job(
+        job_id=0, kind=recommender_jobs.REFRESH, store_id="no-store", payload={}, attempts=0, max_attempts=1
+    )
+    refresh = asyncio.create_task(recommender_jobs.refresh(runtime, job))
+
+    def training() -> list[psutil.Process]:
+        return [
+            child
+            for child in psutil.Process().children(recursive=True)
+            if "train" in child.cmdline() and "plugin.cli" in child.cmdline()
+        ]
+
+    for _ in range(200):
+        if training() or refresh.done():
+            break
+        await asyncio.sleep(0.05)
+    started = training()
+    assert started, "the training process never started"
+    refresh.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await refresh
+    assert all(not process.is_running() or process.status() == psutil.STATUS_ZOMBIE for process in started)
