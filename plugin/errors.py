@@ -112,6 +112,20 @@ def handle_domain(request: Request[Any, Any, Any], exc: PatronError) -> Response
     )
 
 
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    """JSON nested deeper than the decoder follows is the client's fault (400); any other
+    RecursionError is ours."""
+    if "deserializing" not in str(exc):
+        return handle_unexpected(request, exc)
+    return problem_response(
+        request,
+        status=400,
+        code="malformed",
+        title="Malformed request",
+        detail="the JSON is nested too deeply",
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -127,5 +141,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: handle_validation,
     HTTPException: handle_http,
     PatronError: handle_domain,
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

@@ -32,6 +32,7 @@ from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin import profile_cache
 from plugin.auth import APP_NEEDS_MEMBER_TOKEN, OWN_MEMBER, requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 IdempotencyKey = Annotated[
@@ -138,6 +139,7 @@ class MembersController(Controller):
         "/redemptions",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.channel, Scope.app, Scope.marketer) | {APP_NEEDS_MEMBER_TOKEN: True},
+        responses=problems(409),
         summary="Redeem points for a reward",
     )
     async def redeem(
@@ -170,6 +172,7 @@ class MembersController(Controller):
         "/adjustments",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.marketer),
+        responses=problems(409),
         summary="Adjust a member's points",
     )
     async def adjust(

@@ -27,6 +27,7 @@ from loyalty.errors import InvalidInput
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin.auth import requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 T = TypeVar("T")
@@ -165,7 +166,12 @@ class DeliveryController(Controller):
         """One delivery, its payload and every attempt (status code, latency, error)."""
         return await deliveries.get(conn, store_id=principal.store_id, delivery_id=delivery_id)
 
-    @post("/{delivery_id:str}/replay", status_code=HTTP_202_ACCEPTED, summary="Replay a delivery")
+    @post(
+        "/{delivery_id:str}/replay",
+        status_code=HTTP_202_ACCEPTED,
+        responses=problems(409),
+        summary="Replay a delivery",
+    )
     async def replay(
         self,
         conn: NamedDependency[Connection],
