@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow bench lint typecheck clean
+.PHONY: run test test-slow test-fuzz bench lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# Schemathesis at length: 40 cases per operation and mode instead of the default run's 5.
+test-fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m fuzz -s
 
 # Options after BENCH_ARGS, e.g. make bench BENCH_ARGS="--servers granian --duration 5"
 bench: $(STAMP)
