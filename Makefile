@@ -21,7 +21,7 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
-# Schemathesis at length: 40 cases per operation and mode instead of the default run's 5.
+# Schemathesis at length: 40 cases per operation and mode instead of the default run's 3.
 test-fuzz: $(STAMP)
 	$(BIN)/python -m pytest -m fuzz -s
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 import msgspec
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, Operation, Parameter, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Parameter, RequestBody, Schema
 from litestar.routes import HTTPRoute
 
 from hooks import shopify, woocommerce
@@ -122,14 +122,14 @@ def _header(name: str, description: str, schema: Schema | None = None, *, requir
         param_in="header",
         required=required,
         description=description,
-        schema=schema or Schema(type=cast(Any, "string")),
+        schema=schema or Schema(type=OpenAPIType.STRING),
     )
 
 
 def _topics(names: frozenset[str]) -> Schema:
     """Any topic: those listed are acted on, others acknowledged and ignored."""
     return Schema(
-        any_of=[Schema(type=cast(Any, "string"), enum=sorted(names)), Schema(type=cast(Any, "string"))]
+        any_of=[Schema(type=OpenAPIType.STRING, enum=sorted(names)), Schema(type=OpenAPIType.STRING)]
     )
 
 
@@ -162,9 +162,16 @@ WEBHOOKS: dict[str, tuple[dict[str, Any], list[Parameter]]] = {
         [
             _header(
                 woocommerce.SIGNATURE_HEADER,
-                "Base64 HMAC-SHA256 of the body with the store's WooCommerce secret",
+                "Base64 HMAC-SHA256 of the body with the store's WooCommerce secret; absent only on the "
+                "ping WooCommerce sends when a webhook is saved (a form body `webhook_id=N`, answered 200)",
+                required=False,
             ),
-            _header(woocommerce.TOPIC_HEADER, "The topic, e.g. `order.updated`", _topics(woocommerce.TOPICS)),
+            _header(
+                woocommerce.TOPIC_HEADER,
+                "The topic, e.g. `order.updated`; absent only on the ping",
+                _topics(woocommerce.TOPICS),
+                required=False,
+            ),
             _header(woocommerce.DELIVERY_ID_HEADER, "The delivery's id", required=False),
         ],
     ),

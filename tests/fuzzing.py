@@ -57,7 +57,7 @@ CHECKS = [
 ]
 REQUEST_TIMEOUT = 10.0
 # The server-sent events never end; tests/plugin/test_api_member_data.py follows them.
-NOT_FUZZED = "/events$"
+NOT_FUZZED = "/v1/members/{cid}/events"
 # The scope a route is called with when it admits several: the broadest first.
 SCOPE_PREFERENCE = [Scope.marketer, Scope.channel, Scope.storefront, Scope.app]
 
@@ -98,6 +98,7 @@ async def make_world(client: httpx.AsyncClient) -> World:
 
 @dataclass
 class Report:
+    operations: list[str] = field(default_factory=list)
     cases: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
@@ -106,8 +107,10 @@ class Report:
     validating: float = 0.0
 
     def summary(self) -> str:
+        idle = [label for label in self.operations if not self.cases[label]]
         return (
-            f"{len(self.cases)} operations, {sum(self.cases.values())} cases, {len(self.failures)} failing; "
+            f"{len(self.cases)} of {len(self.operations)} operations (none sent: {idle}), "
+            f"{sum(self.cases.values())} cases, {len(self.failures)} failing; "
             f"statuses {dict(sorted(self.statuses.items()))}; "
             f"{self.sending:.1f}s sending, {self.validating:.1f}s validating"
         )
@@ -194,8 +197,9 @@ class Sender:
 
 def fuzz(schema: Any, sender: Sender, *, max_examples: int, derandomize: bool, report: Report) -> None:
     """Every operation of `schema`, positive then negative cases; failures are collected, not raised."""
-    for result in schema.exclude(path_regex=NOT_FUZZED).get_all_operations():
+    for result in schema.exclude(path=NOT_FUZZED).get_all_operations():
         operation = result.ok()
+        report.operations.append(operation.label)
         started = time.monotonic()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             run = _operation_test(
@@ -256,6 +260,3 @@ async def run_fuzz(
         fuzz, schema, sender, max_examples=max_examples, derandomize=derandomize, report=report
     )
     return report
-
-
-__all__ = ["Report", "World", "make_world", "run_fuzz"]

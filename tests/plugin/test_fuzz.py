@@ -19,14 +19,15 @@ async def fuzz_and_report(
     print("\nschemathesis:", report.summary())
     slowest = sorted(report.seconds.items(), key=lambda item: -item[1])[:5]
     print("slowest:", ", ".join(f"{label} {seconds:.1f}s" for label, seconds in slowest))
-    assert len(report.cases) >= 45, report.cases
+    assert len(report.operations) >= 46, report.operations
+    assert set(report.cases) == set(report.operations), report.summary()
     assert not report.failures, "\n\n".join(failure[:2500] for failure in report.failures[:FAILURES_SHOWN])
 
 
 async def test_every_operation_keeps_its_documented_promises(
     client: httpx.AsyncClient, app: Litestar
 ) -> None:
-    await fuzz_and_report(client, app, max_examples=5, derandomize=True)
+    await fuzz_and_report(client, app, max_examples=3, derandomize=True)
 
 
 @pytest.mark.fuzz
