@@ -200,8 +200,8 @@ def fuzz(schema: Any, sender: Sender, *, max_examples: int, derandomize: bool, r
     for result in schema.exclude(path=NOT_FUZZED).get_all_operations():
         operation = result.ok()
         report.operations.append(operation.label)
-        started = time.monotonic()
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            started = time.monotonic()
             run = _operation_test(
                 operation, mode, sender, max_examples=max_examples, derandomize=derandomize, report=report
             )
@@ -211,7 +211,7 @@ def fuzz(schema: Any, sender: Sender, *, max_examples: int, derandomize: bool, r
                 pass  # nothing to make invalid: no parameters, no body
             except (Exception, BaseExceptionGroup) as exc:
                 report.failures.append(f"{operation.label} ({mode.value}): {exc}")
-        report.seconds[operation.label] = time.monotonic() - started
+            report.seconds[f"{operation.label} ({mode.value})"] = time.monotonic() - started
 
 
 def _operation_test(
