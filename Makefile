@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow test-browser screenshots bench loadtest lint typecheck clean
+.PHONY: run test test-slow test-browser test-fuzz screenshots bench loadtest lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-browser: $(STAMP)
 screenshots: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,browser]'
 	PATRON_TEST_SCREENSHOTS=docs/admin $(BIN)/python -m pytest -m browser
+
+# Schemathesis at length: 40 cases per operation and mode instead of the default run's 3.
+test-fuzz: $(STAMP)
+	$(BIN)/python -m pytest -m fuzz -s
 
 # Options after BENCH_ARGS, e.g. make bench BENCH_ARGS="--servers granian --duration 5"
 bench: $(STAMP)

@@ -325,11 +325,15 @@ def translate(topic: str, body: bytes, *, store_currency: str) -> list[Inbound] 
     `store_currency` prices products, whose payloads carry no currency of their own.
     """
     try:
-        return _decode(topic, body, store_currency)
+        result = _decode(topic, body, store_currency)
     except msgspec.ValidationError as exc:
         raise _invalid(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedEvent(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(result, Ignored):
+        for inbound in result:
+            validate(inbound.event)
+    return result
 
 
 def decode_order(body: bytes | msgspec.Raw) -> WooOrder:

@@ -13,6 +13,7 @@ import msgspec
 from msgspec import Meta
 
 from loyalty.errors import InvalidInput, PatronError
+from loyalty.limits import refuse_unstorable
 
 Id = Annotated[str, Meta(min_length=1, max_length=200)]
 Amount = Annotated[int, Meta(ge=0, le=10**13)]
@@ -119,9 +120,8 @@ _decoders = {name: msgspec.json.Decoder(kind) for name, kind in EVENT_TYPES.item
 
 def validate(event: Any) -> None:
     """Rules a Struct's field constraints cannot state; every adapter runs them on what it built."""
+    refuse_unstorable(event, "data")
     if isinstance(event, OrderPaid):
-        if event.placed_at.tzinfo is None:
-            raise InvalidInput("placed_at needs a time zone offset", field="data.placed_at")
         line_ids = [line.line_id for line in event.lines]
         if len(set(line_ids)) != len(line_ids):
             raise InvalidInput("line ids must be unique within an order", field="data.lines")

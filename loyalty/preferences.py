@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from loyalty.errors import NotFound, PreconditionFailed
+from loyalty.limits import refuse_unstorable
 from loyalty.repository import Connection
 from loyalty.repository import preferences as repo
 
@@ -130,6 +131,7 @@ async def update(
 
     412 when `if_match` is given and no longer names the kept preferences.
     """
+    refuse_unstorable(data, "data")
     stored = await repo.lock(conn, store_id=store_id, customer_id=customer_id)
     if stored is None:
         raise NotFound(f"no member {customer_id}")

@@ -18,8 +18,10 @@ from loyalty.errors import InvalidInput
 
 Code = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", examples=["gold"])]
 Multiplier = Annotated[float, Meta(gt=0, le=100, description="A factor on points; 1.0 changes nothing")]
-NonNegative = Annotated[int, Meta(ge=0)]
-Positive = Annotated[int, Meta(gt=0)]
+# Bounded so that every amount, threshold and count fits PostgreSQL's bigint with room to add up.
+NonNegative = Annotated[int, Meta(ge=0, le=10**12)]
+Positive = Annotated[int, Meta(gt=0, le=10**12)]
+Days = Annotated[int, Meta(ge=0, le=36_500)]
 Text = Annotated[str, Meta(min_length=1, max_length=200)]
 ClockTime = Annotated[str, Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", examples=["21:00"])]
 
@@ -31,9 +33,9 @@ class _Doc(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaul
 class Points(_Doc):
     per_currency_unit: Annotated[float, Meta(gt=0, le=1000)] = 1.0
     """Points per major currency unit of eligible subtotal, before multipliers."""
-    expiry_days: NonNegative = 365
+    expiry_days: Days = 365
     """Days until earned points expire; 0 means they never do."""
-    pending_days: NonNegative = 0
+    pending_days: Days = 0
     """Days earned points stay pending (the return window) before they can be spent."""
 
 
@@ -48,7 +50,7 @@ class Level(_Doc):
 class Tiers(_Doc):
     metric: Literal["spend", "points", "orders"] = "spend"
     window_days: Annotated[int, Meta(ge=1, le=3650)] = 365
-    downgrade_grace_days: NonNegative = 30
+    downgrade_grace_days: Days = 30
     """How long a member stays below their level's threshold before moving down."""
     levels: Annotated[list[Level], Meta(min_length=1, max_length=20)] = msgspec.field(
         default_factory=lambda: [Level(code="member", name="Member", threshold=0)]
@@ -177,9 +179,9 @@ Trigger = (
 class Care(_Doc):
     gift_budget_per_month: NonNegative = 0
     """Minor units the gifts of one calendar month may cost, in total."""
-    member_gift_cooldown_days: NonNegative = 90
+    member_gift_cooldown_days: Days = 90
     """Days after a gift before the same member can receive another (service recovery excepted)."""
-    member_message_cap_days: NonNegative = 3
+    member_message_cap_days: Days = 3
     """At most one proactive message (gift or suggestion) per member within this many days; 0 turns
     the cap off (still one per member per scan). Service recovery is exempt."""
     quiet_hours: QuietHours = msgspec.field(default_factory=QuietHours)

@@ -169,6 +169,20 @@ def _caused_by_unavailable(exc: BaseException, seen: set[int] | None = None) -> 
     return any(link is not None and _caused_by_unavailable(link, seen) for link in linked)
 
 
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Problem]:
+    """JSON nested deeper than the decoder follows is the client's fault (400); any other
+    RecursionError is ours."""
+    if "deserializing" not in str(exc):
+        return handle_unexpected(request, exc)
+    return problem_response(
+        request,
+        status=400,
+        code="malformed",
+        title="Malformed request",
+        detail="the JSON is nested too deeply",
+    )
+
+
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     if _caused_by_unavailable(exc):
         return handle_unavailable(request, exc)
@@ -187,5 +201,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     HTTPException: handle_http,
     PatronError: handle_domain,
     **dict.fromkeys(UNAVAILABLE, handle_unavailable),
+    RecursionError: handle_recursion,
     Exception: handle_unexpected,
 }

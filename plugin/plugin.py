@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from litestar import Router
 from litestar.config.app import AppConfig
-from litestar.plugins import InitPlugin
+from litestar.plugins import InitPlugin, ReceiveRoutePlugin
+from litestar.routes import BaseRoute, HTTPRoute
 
 from plugin import admin_page
 from plugin.api import (
@@ -31,6 +32,8 @@ from plugin.errors import EXCEPTION_HANDLERS
 from plugin.lifespan import lifespan
 from plugin.logs import RequestIdMiddleware
 from plugin.metrics import MetricsController, MetricsMiddleware
+from plugin.openapi import document_problems
+from plugin.request_bodies import API_MAX_BODY_BYTES, check_body
 from plugin.settings import Settings, load_settings
 
 ROUTE_HANDLERS = [
@@ -70,7 +73,7 @@ class PatronConfig:
     """Serve Prometheus metrics at `/metrics` (turn off if the host app already exposes its own)."""
 
 
-class PatronPlugin(InitPlugin):
+class PatronPlugin(InitPlugin, ReceiveRoutePlugin):
     """Adds Patron's routes (behind its own auth, errors and metrics), lifespan and dependencies."""
 
     def __init__(self, config: PatronConfig | None = None) -> None:
@@ -87,7 +90,16 @@ class PatronPlugin(InitPlugin):
             exception_handlers=EXCEPTION_HANDLERS,
             guards=[authenticate],
             middleware=[RequestIdMiddleware, MetricsMiddleware],
+            before_request=check_body,
+            request_max_body_size=API_MAX_BODY_BYTES,
         )
         app_config.route_handlers.append(router)
         app_config.lifespan.append(lifespan(self.config.settings))
         return app_config
+
+    def receive_route(self, route: BaseRoute) -> None:
+        """Document the problem+json answers of Patron's routes (the host's are left alone)."""
+        if isinstance(route, HTTPRoute) and all(
+            authenticate in handler.resolve_guards() for handler in route.route_handlers
+        ):
+            document_problems(route)

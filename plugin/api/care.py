@@ -90,7 +90,7 @@ async def care_report(
     conn: NamedDependency[Connection],
     runtime: NamedDependency[Runtime],
     principal: NamedDependency[Principal],
-    month: Annotated[str | None, QueryParameter(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    month: Annotated[str | None, QueryParameter(pattern=r"^(19[7-9]\d|20\d\d)-(0[1-9]|1[0-2])$")] = None,
 ) -> CareReport:
     """Per trigger for a store-local month (default: this one): actions sent, budget used, and
     conversion (a paid order within 14 days of delivery)."""

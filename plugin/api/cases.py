@@ -36,6 +36,7 @@ from loyalty.sla import SlaPolicy
 from loyalty.stores import Principal, Scope
 from plugin.api.members import IdempotencyKey, replayed_header
 from plugin.auth import OWN_MEMBER, actor_of, requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 READERS = requires(Scope.channel, Scope.app, Scope.marketer)
@@ -156,6 +157,7 @@ class CasesController(Controller):
         "/{case_id:str}/events",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.channel, Scope.marketer),
+        responses=problems(409),
         summary="Add a note, response or status change",
     )
     async def add_event(
@@ -196,6 +198,7 @@ class CasesController(Controller):
         "/{case_id:str}/satisfaction",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.channel, Scope.app),
+        responses=problems(409),
         summary="Rate a resolved case",
     )
     async def rate(

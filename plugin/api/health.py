@@ -9,6 +9,7 @@ from typing import Literal
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 
 from plugin.auth import EXCLUDE_FROM_AUTH
 from plugin.runtime import Runtime
@@ -56,13 +57,16 @@ async def check(runtime: Runtime) -> Response[Health]:
     return Response(health, status_code=503 if status == "down" else 200)
 
 
-@get("/health", opt={EXCLUDE_FROM_AUTH: True}, tags=["operator"], summary="Health")
+DOWN = {503: ResponseSpec(Health, description="PostgreSQL or Redis does not answer", generate_examples=False)}
+
+
+@get("/health", opt={EXCLUDE_FROM_AUTH: True}, responses=DOWN, tags=["operator"], summary="Health")
 async def health(runtime: NamedDependency[Runtime]) -> Response[Health]:
     """200 when PostgreSQL answers (`degraded` if Redis does not), 503 when it does not."""
     return await check(runtime)
 
 
-@get("/ready", opt={EXCLUDE_FROM_AUTH: True}, tags=["operator"], summary="Readiness")
+@get("/ready", opt={EXCLUDE_FROM_AUTH: True}, responses=DOWN, tags=["operator"], summary="Readiness")
 async def ready(runtime: NamedDependency[Runtime]) -> Response[Health]:
     """Readiness for load balancers: the same checks as `/health`. A replica without Redis stays
     ready: every replica shares that Redis, and each serves from PostgreSQL meanwhile."""

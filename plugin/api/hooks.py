@@ -15,7 +15,7 @@ from typing import Any, Literal, ParamSpec
 import msgspec
 from litestar import Request, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, RawBody
 
 from hooks import inbox, platforms, shopify, signing, woocommerce
 from hooks.inbound import Ignored
@@ -27,11 +27,11 @@ from loyalty.repository.stores import StoreRow
 from plugin import metrics
 from plugin.auth import WEBHOOK
 from plugin.errors import problem_code
+from plugin.openapi import webhook_operation
+from plugin.request_bodies import WEBHOOK_MAX_BODY_BYTES
 from plugin.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 
 
 class HookResult(msgspec.Struct, kw_only=True):
@@ -80,11 +80,13 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
     status_code=200,
     tags=["webhooks"],
     summary="Standard Webhooks inbound events",
-    request_max_body_size=MAX_WEBHOOK_BYTES,
+    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
+    operation_class=webhook_operation("standard"),
 )
 @_counted("standard")
 async def standard(
     request: Request[Any, Any, Any],
+    body: RawBody,
     store_id: FromPath[str],
     conn: NamedDependency[Connection],
     runtime: NamedDependency[Runtime],
@@ -92,7 +94,6 @@ async def standard(
     """Canonical events (`order.paid`, `order.refunded`, `order.cancelled`, `customer.upserted`,
     `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
     is checked before the body is parsed; a bad one is 401 and nothing is written."""
-    body = await request.body()
     store, cached = await runtime.hook_stores.get(conn, store_id)
     if store is None:
         raise NotFound(f"no store {store_id}")
@@ -125,11 +126,13 @@ async def standard(
     status_code=200,
     tags=["webhooks"],
     summary="Shopify webhooks",
-    request_max_body_size=MAX_WEBHOOK_BYTES,
+    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
+    operation_class=webhook_operation("shopify"),
 )
 @_counted("shopify")
 async def shopify_hook(
     request: Request[Any, Any, Any],
+    body: RawBody,
     store_id: FromPath[str],
     conn: NamedDependency[Connection],
     runtime: NamedDependency[Runtime],
@@ -138,7 +141,6 @@ async def shopify_hook(
     `products/create|update`, verified by `X-Shopify-Hmac-Sha256` with the store's Shopify secret.
     Deduplicated by `X-Shopify-Event-Id` with `X-Shopify-Topic`; an order is credited once however
     often it is announced. Other topics are acknowledged and ignored."""
-    body = await request.body()
     headers = request.headers
     store = await _store(conn, store_id)
     now = runtime.clock()
@@ -182,11 +184,13 @@ async def shopify_hook(
     status_code=200,
     tags=["webhooks"],
     summary="WooCommerce webhooks",
-    request_max_body_size=MAX_WEBHOOK_BYTES,
+    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
+    operation_class=webhook_operation("woocommerce"),
 )
 @_counted("woocommerce")
 async def woocommerce_hook(
     request: Request[Any, Any, Any],
+    body: RawBody,
     store_id: FromPath[str],
     conn: NamedDependency[Connection],
     runtime: NamedDependency[Runtime],
@@ -196,7 +200,6 @@ async def woocommerce_hook(
     secret. Payloads are snapshots: an order is paid once (`processing` or `completed`), refunded
     once per refund in its `refunds`, cancelled once, whichever deliveries carry them. The ping
     WooCommerce sends when a webhook is saved is answered 200."""
-    body = await request.body()
     headers = request.headers
     store = await _store(conn, store_id)
     if woocommerce.is_ping(headers, body):

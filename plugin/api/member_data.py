@@ -28,6 +28,8 @@ from plugin.auth import OWN_MEMBER, requires
 from plugin.runtime import Runtime
 
 FOLLOWERS = requires(Scope.channel, Scope.app, Scope.marketer)
+MAX_VERSION = 2**63 - 1
+"""Versions are bigints."""
 
 
 class MemberDataController(Controller):
@@ -41,7 +43,7 @@ class MemberDataController(Controller):
         conn: NamedDependency[Connection],
         principal: NamedDependency[Principal],
         cid: FromPath[str],
-        since: Annotated[int, QueryParameter(ge=0)] = 0,
+        since: Annotated[int, QueryParameter(ge=0, le=MAX_VERSION)] = 0,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 100,
     ) -> ChangesPage:
         """Every version of the member after `since`, with what kind of change made it: how a
@@ -56,7 +58,7 @@ class MemberDataController(Controller):
         runtime: NamedDependency[Runtime],
         principal: NamedDependency[Principal],
         cid: FromPath[str],
-        since: Annotated[int | None, QueryParameter(ge=0)] = None,
+        since: Annotated[int | None, QueryParameter(ge=0, le=MAX_VERSION)] = None,
         last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID")] = None,
     ) -> ServerSentEvent:
         """A `change` event per member version as it commits (`id` = the version, data =

@@ -34,6 +34,7 @@ from loyalty.stores import Principal, Scope
 from plugin import profile_cache
 from plugin.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from plugin.auth import OWN_MEMBER, requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 IdempotencyKey = Annotated[
@@ -163,6 +164,7 @@ class MembersController(Controller):
         "/redemptions",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.channel, Scope.app, Scope.marketer),
+        responses=problems(409),
         summary="Redeem points for a reward",
     )
     async def redeem(
@@ -195,6 +197,7 @@ class MembersController(Controller):
         "/adjustments",
         status_code=HTTP_201_CREATED,
         opt=requires(Scope.marketer),
+        responses=problems(409),
         summary="Adjust a member's points",
     )
     async def adjust(

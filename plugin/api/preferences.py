@@ -21,6 +21,7 @@ from loyalty.stores import Principal, Scope
 from loyalty.timeline import Timeline
 from plugin.api.members import IdempotencyKey, replayed_header
 from plugin.auth import OWN_MEMBER, actor_of, requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 READERS = requires(Scope.channel, Scope.app, Scope.marketer)
@@ -43,6 +44,7 @@ class PreferencesController(Controller):
     @patch(
         "/preferences",
         opt=requires(Scope.channel, Scope.app, Scope.marketer),
+        responses=problems(412),
         summary="Change the member's preferences",
     )
     async def update_preferences(

@@ -17,6 +17,8 @@ from loyalty.program_preview import ProgramPreview
 from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin.auth import requires
+from plugin.openapi import problems
+from plugin.request_bodies import PROGRAM_MAX_BODY_BYTES
 from plugin.runtime import Runtime
 
 IfMatch = Annotated[
@@ -68,7 +70,12 @@ class ProgramController(Controller):
         program = await programs.live_program(conn, store_id=principal.store_id)
         return Response(program, headers={"ETag": etag(program.version or 0)})
 
-    @put("/", summary="Publish a new program version")
+    @put(
+        "/",
+        responses=problems(412, 428),
+        request_max_body_size=PROGRAM_MAX_BODY_BYTES,
+        summary="Publish a new program version",
+    )
     async def replace(
         self,
         conn: NamedDependency[Connection],
@@ -93,7 +100,12 @@ class ProgramController(Controller):
         )
         return Response(published, headers={"ETag": etag(published.version or 0)})
 
-    @post("/preview", status_code=HTTP_200_OK, summary="Preview a program change")
+    @post(
+        "/preview",
+        status_code=HTTP_200_OK,
+        request_max_body_size=PROGRAM_MAX_BODY_BYTES,
+        summary="Preview a program change",
+    )
     async def preview(
         self,
         conn: NamedDependency[Connection],

@@ -23,6 +23,7 @@ from loyalty.repository import Connection
 from loyalty.stores import Principal, Scope
 from plugin.api.paging import Cursor, Limit, decode_cursor, encode_cursor
 from plugin.auth import requires
+from plugin.openapi import problems
 from plugin.runtime import Runtime
 
 
@@ -143,7 +144,12 @@ class DeliveryController(Controller):
         """One delivery, its payload and every attempt (status code, latency, error)."""
         return await deliveries.get(conn, store_id=principal.store_id, delivery_id=delivery_id)
 
-    @post("/{delivery_id:str}/replay", status_code=HTTP_202_ACCEPTED, summary="Replay a delivery")
+    @post(
+        "/{delivery_id:str}/replay",
+        status_code=HTTP_202_ACCEPTED,
+        responses=problems(409),
+        summary="Replay a delivery",
+    )
     async def replay(
         self,
         conn: NamedDependency[Connection],
