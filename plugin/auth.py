@@ -32,8 +32,15 @@ OWN_MEMBER = "own_member"
 WEBHOOK_LIMIT = "webhook_limit"
 """Route `opt` flag for inbound webhooks: no API key, but counted against the webhook rate limit of
 the store in the `store_id` path parameter."""
-WEBHOOK = {EXCLUDE_FROM_AUTH: True, WEBHOOK_LIMIT: True}
-"""The `opt` of an inbound webhook route (authenticated by its signature, in the handler)."""
+WEBHOOK_PLATFORM = "webhook_platform"
+"""Route `opt`: the platform an inbound webhook route serves, for its metrics."""
+
+
+def webhook(platform: str) -> dict[str, Any]:
+    """The `opt` of an inbound webhook route (authenticated by its signature, in the handler)."""
+    return {EXCLUDE_FROM_AUTH: True, WEBHOOK_LIMIT: True, WEBHOOK_PLATFORM: platform}
+
+
 APP_KEY = "app_key"
 """Route `opt` flag (set by `requires(..., app_key=True)`) letting an app's own API key through.
 Elsewhere scope `app` means a member token: an app key ships inside the app, where anyone can read it,

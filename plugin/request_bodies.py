@@ -18,6 +18,8 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE, HTTP_415_UNSUPPORTED_MEDIA_TYPE
 
 from loyalty.errors import InvalidInput
+from plugin import metrics
+from plugin.auth import WEBHOOK_PLATFORM
 
 API_MAX_BODY_BYTES = 256 * 1024
 """JSON API routes: the largest legitimate body (a case with 10,000 characters of text, every one
@@ -46,6 +48,8 @@ async def check_body(request: Request[Any, Any, Any]) -> None:
     limit = handler.resolve_request_max_body_size()
     length = request.content_length
     if limit is not None and length is not None and length > limit:
+        if platform := handler.opt.get(WEBHOOK_PLATFORM):
+            metrics.webhook_rejected(platform, "too-large")
         raise HTTPException(
             status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             detail=f"the body is {length} bytes; this route accepts at most {limit}",

@@ -25,7 +25,7 @@ from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
 from plugin import metrics
-from plugin.auth import WEBHOOK
+from plugin.auth import webhook
 from plugin.errors import problem_code
 from plugin.openapi import webhook_operation
 from plugin.request_bodies import WEBHOOK_MAX_BODY_BYTES
@@ -76,7 +76,7 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
 
 @post(
     "/v1/hooks/standard/{store_id:str}",
-    opt=WEBHOOK,
+    opt=webhook("standard"),
     status_code=200,
     tags=["webhooks"],
     summary="Standard Webhooks inbound events",
@@ -122,7 +122,7 @@ async def standard(
 
 @post(
     "/v1/hooks/shopify/{store_id:str}",
-    opt=WEBHOOK,
+    opt=webhook("shopify"),
     status_code=200,
     tags=["webhooks"],
     summary="Shopify webhooks",
@@ -180,7 +180,7 @@ async def shopify_hook(
 
 @post(
     "/v1/hooks/woocommerce/{store_id:str}",
-    opt=WEBHOOK,
+    opt=webhook("woocommerce"),
     status_code=200,
     tags=["webhooks"],
     summary="WooCommerce webhooks",

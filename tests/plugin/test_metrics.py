@@ -22,9 +22,9 @@ from hooks.pump import DeliveryPump
 from loyalty.program import encode
 from loyalty.stores import StoreCreated
 from plugin import care_jobs, ledger_jobs, outbound
-from plugin.api.hooks import MAX_WEBHOOK_BYTES
 from plugin.metrics import MetricsMiddleware, database_gauges
 from plugin.repository.jobs import Job
+from plugin.request_bodies import WEBHOOK_MAX_BODY_BYTES as MAX_WEBHOOK_BYTES
 from plugin.runtime import Runtime
 from recommender import repository as recommender_repo
 from tests.events import make_customer, make_line, make_order, send, signed_headers
@@ -223,14 +223,16 @@ async def test_outbox_backlog_lag_and_delivery_attempts(
     await deliveries.run_once()  # fans everything out; /ok is delivered, /bad fails
     tried = await scrape(client)
     assert tried.value("patron_outbox_pending") == 0
-    assert moved(before, tried, "patron_deliveries_waiting", status="failed") == 1
+    # The gauge counts every store's deliveries, and other tests' stores may settle meanwhile: this
+    # store's failed delivery shows as a rise of at least one, and its settling as a fall.
+    assert moved(before, tried, "patron_deliveries_waiting", status="failed") >= 1
     attempts = "patron_delivery_attempts_total"
     assert moved(before, tried, attempts, outcome="delivered", status_class="2xx") == 1
     assert moved(before, tried, attempts, outcome="retry", status_class="5xx") == 1
 
     await settle(deliveries, clock, runtime, store)
     after = await scrape(client)
-    assert moved(before, after, "patron_deliveries_waiting", status="failed") == 0
+    assert moved(tried, after, "patron_deliveries_waiting", status="failed") <= -1
     assert moved(before, after, attempts, outcome="retry", status_class="5xx") == 2
     assert moved(before, after, attempts, outcome="dead", status_class="5xx") == 1
 
