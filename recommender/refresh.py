@@ -83,6 +83,7 @@ async def publish_lists(
     popularity: np.ndarray,
     k: int,
     threads: int = 1,
+    block: int = lists.STREAM_BLOCK,
 ) -> Streamed:
     """Every member's lists into Redis under `version` (not live until `serving.switch`): blocks of
     members are computed on a thread (`lists.stream`) while the event loop writes the block before,
@@ -91,21 +92,21 @@ async def publish_lists(
     started = time.perf_counter()
     publisher = serving.Publisher(redis, store_id=store_id, version=version, k=k)
     await publisher.catalogue(catalogue, popularity, pairs.n_users)
-    blocks = lists.stream(rec, pairs, catalogue, k=k, threads=threads)
+    blocks = lists.stream(rec, pairs, catalogue, k=k, block=block, threads=threads)
     computing = 0.0
 
     def compute_next() -> TopLists | None:
         nonlocal computing
         began = time.perf_counter()
-        block = next(blocks, None)
+        top = next(blocks, None)
         computing += time.perf_counter() - began
-        return block
+        return top
 
     pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
     try:
-        while (block := await pending) is not None:
+        while (top := await pending) is not None:
             pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
-            await publisher.lists(block)
+            await publisher.lists(top)
     finally:
         if not pending.done():  # writing failed: let the block in hand finish before closing the stream
             with contextlib.suppress(Exception):
