@@ -117,8 +117,7 @@ class Published:
 
 class Publisher:
     """Writes one version's rows, in pipelined batches, as blocks of lists arrive (not live until
-    `switch`). Rows go out as HSETs of ready-made (customer id, row bytes) arguments, one per bucket
-    per batch, so the per-member work is two list slots rather than a dict entry and a command."""
+    `switch`): one HSET of (customer id, row bytes) arguments per bucket and batch."""
 
     def __init__(self, redis: Redis, *, store_id: str, version: int, k: int, batch: int = 2000) -> None:
         self._redis = redis
@@ -160,6 +159,7 @@ class Publisher:
         self.members += len(names)
 
     async def lists(self, top: TopLists) -> None:
+        """A block of members' lists, encoded (`encode_rows`)."""
         await self.rows(top.members, encode_rows(top, self._k))
 
     async def cold_start(
@@ -181,6 +181,7 @@ class Publisher:
             )
 
     def done(self) -> Published:
+        """How many rows were written, and how long since the publisher was made."""
         return Published(self._version, self.members, time.perf_counter() - self._started)
 
 
