@@ -33,7 +33,7 @@ AGAIN_FEATURES = (
     "member_idle",
 )
 DISCOVER_FEATURES = ("model_z", "log_popularity", "member_breadth", "member_idle")
-PAIR_CHUNK = 1 << 18
+PAIR_CHUNK = 1 << 12  # 4,096 pairs: gathered rows stay in cache (2^18 took 1.6x as long)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def score_moments(embeddings: Embeddings) -> tuple[Floats, Floats]:
     centred = v - v_mean
     covariance = centred.T @ centred / max(len(v), 1)
     cross = centred.T @ (b - b_mean) / max(len(v), 1)
-    variance = np.einsum("ij,jk,ik->i", u, covariance, u) + 2 * u @ cross + b.var()
+    variance = ((u @ covariance) * u).sum(axis=1) + 2 * u @ cross + b.var()
     return u @ v_mean + b_mean, np.sqrt(np.maximum(variance, 1e-12))
 
 

@@ -4,6 +4,7 @@ publish the lists to Redis, switch. What `patron train` and the worker's schedul
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 
 from recommender import lists, repository, serving
 from recommender.evaluate import targets
-from recommender.lists import Recommender
+from recommender.lists import Recommender, TopLists
 from recommender.metrics import score
 from recommender.repository import Connection, NewModel
 from recommender.train import Report, TrainConfig, TrainingData, describe, from_database, train, utc
@@ -30,7 +31,9 @@ class Refreshed:
     interactions: int
     train_seconds: float
     precompute_seconds: float
+    """Computing every member's lists, on a thread, overlapped with writing them."""
     publish_seconds: float
+    """Computing and writing the lists to Redis, overlapped, first block to last row."""
     metrics: dict[str, object]
 
 
@@ -56,6 +59,61 @@ def validation_metrics(data: TrainingData, rec: Recommender, k: int = 10) -> dic
         f"validation_discover_precision_at_{k}": round(score(top.discover_items, new, n_items).precision, 4),
         "validation_members": len(users),
     }
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A version's lists computed and written; computing the next block overlaps writing the last."""
+
+    members: int
+    compute_seconds: float
+    """Wall time spent computing blocks of lists (in a worker thread)."""
+    seconds: float
+    """Wall time of the whole stage, computing and writing overlapped, from the first block's start to
+    the last row written."""
+
+
+async def publish_lists(
+    redis: Redis,
+    *,
+    store_id: str,
+    version: int,
+    rec: Recommender,
+    data: TrainingData,
+    popularity: np.ndarray,
+    k: int,
+    threads: int = 1,
+    block: int = lists.STREAM_BLOCK,
+) -> Streamed:
+    """Every member's lists into Redis under `version` (not live until `serving.switch`): blocks of
+    members are computed on a thread (`lists.stream`) while the event loop writes the block before,
+    so Redis round trips hide behind the matrix products and at most two blocks are held at once."""
+    pairs, catalogue = data.history, data.catalogue
+    started = time.perf_counter()
+    publisher = serving.Publisher(redis, store_id=store_id, version=version, k=k)
+    await publisher.catalogue(catalogue, popularity, pairs.n_users)
+    blocks = lists.stream(rec, pairs, catalogue, k=k, block=block, threads=threads)
+    computing = 0.0
+
+    def compute_next() -> TopLists | None:
+        nonlocal computing
+        began = time.perf_counter()
+        top = next(blocks, None)
+        computing += time.perf_counter() - began
+        return top
+
+    pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
+    try:
+        while (top := await pending) is not None:
+            pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
+            await publisher.lists(top)
+    finally:
+        if not pending.done():  # writing failed: let the block in hand finish before closing the stream
+            with contextlib.suppress(Exception):
+                await pending
+        blocks.close()
+    await publisher.cold_start(catalogue, popularity, data.facts, pairs.members, pairs.n_users)
+    return Streamed(publisher.members, computing, time.perf_counter() - started)
 
 
 async def refresh(
@@ -85,13 +143,7 @@ async def refresh(
         train, data, config, threads=threads, seed=seed, report=report, on_validation=measure
     )
     trained = time.perf_counter()
-    top = await asyncio.to_thread(lists.compute, rec, pairs, data.catalogue, k=k, threads=threads)
-    computed = time.perf_counter()
-    metrics: dict[str, object] = {
-        **measured,
-        "rankers": describe(rec),
-        "precompute_members_per_second": round(pairs.n_users / max(computed - trained, 1e-9)),
-    }
+    metrics: dict[str, object] = {**measured, "rankers": describe(rec)}
     async with conn.transaction():
         version = await repository.insert_model(
             conn,
@@ -113,15 +165,15 @@ async def refresh(
                 arrays=rec.to_bytes(),
             ),
         )
-    published = await serving.publish(
+    published = await publish_lists(
         redis,
         store_id=store_id,
         version=version,
-        top=top,
-        catalogue=data.catalogue,
+        rec=rec,
+        data=data,
         popularity=popularity(data, config.popularity_days),
-        facts=data.facts,
         k=k,
+        threads=threads,
     )
     async with conn.transaction():
         await repository.set_live(conn, store_id=store_id, version=version)
@@ -133,7 +185,7 @@ async def refresh(
         products=n_items,
         interactions=len(pairs.user),
         train_seconds=round(trained - started, 2),
-        precompute_seconds=round(computed - trained, 2),
+        precompute_seconds=round(published.compute_seconds, 2),
         publish_seconds=round(published.seconds, 2),
         metrics=metrics,
     )

@@ -117,6 +117,76 @@ class Published:
     seconds: float
 
 
+class Publisher:
+    """Writes one version's rows, in pipelined batches, as blocks of lists arrive (not live until
+    `switch`): one HSET of (customer id, row bytes) arguments per bucket and batch."""
+
+    def __init__(self, redis: Redis, *, store_id: str, version: int, k: int, batch: int = 2000) -> None:
+        self._redis = redis
+        self._store_id = store_id
+        self._version = version
+        self._k = k
+        self._batch = batch
+        self._buckets = [version_key(store_id, version, f"b{b}") for b in range(BUCKETS)]
+        self._started = time.perf_counter()
+        self.members = 0
+
+    async def catalogue(self, catalogue: Catalogue, popularity: NDArray[np.float64], members: int) -> None:
+        """The product ids rows point into, and the store-wide cold-start row."""
+        popular = popularity_rows(catalogue, popularity, [()], self._k, members)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(
+                version_key(self._store_id, self._version, "products"), "\n".join(catalogue.product.tolist())
+            )
+            pipe.set(version_key(self._store_id, self._version, "popular"), popular.tobytes())
+            await pipe.execute()
+
+    async def rows(self, members: Strs, rows: NDArray[np.void]) -> None:
+        """One row per member (`row_dtype(k)`), grouped by bucket with one stable sort per batch."""
+        names = members.tolist()
+        values = rows.view(np.dtype((np.void, rows.dtype.itemsize))).ravel().tolist()
+        buckets = np.array([bucket_of(m) for m in names], dtype=np.int64)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for lo in range(0, len(names), self._batch):
+                hi = min(lo + self._batch, len(names))
+                order = lo + np.argsort(buckets[lo:hi], kind="stable")
+                ends = np.searchsorted(buckets[order], np.arange(BUCKETS + 1), side="left")
+                for bucket in np.flatnonzero(np.diff(ends)):
+                    picked = order[ends[bucket] : ends[bucket + 1]].tolist()
+                    args: list[str | bytes] = [""] * (2 * len(picked))
+                    args[0::2] = [names[i] for i in picked]
+                    args[1::2] = [values[i] for i in picked]
+                    pipe.execute_command("HSET", self._buckets[bucket], *args)
+                await pipe.execute()
+        self.members += len(names)
+
+    async def lists(self, top: TopLists) -> None:
+        """A block of members' lists, encoded (`encode_rows`)."""
+        await self.rows(top.members, encode_rows(top, self._k))
+
+    async def cold_start(
+        self,
+        catalogue: Catalogue,
+        popularity: NDArray[np.float64],
+        facts: MemberFacts | None,
+        known: Strs,
+        members: int,
+    ) -> None:
+        """Rows for members without purchases (not in `known`) but with favourite categories."""
+        if facts is None:
+            return
+        cold = np.array([bool(f) for f in facts.favourites], dtype=bool) & ~np.isin(facts.member, known)
+        if cold.any():
+            chosen = [facts.favourites[i] for i in np.flatnonzero(cold)]
+            await self.rows(
+                facts.member[cold], popularity_rows(catalogue, popularity, chosen, self._k, members)
+            )
+
+    def done(self) -> Published:
+        """How many rows were written, and how long since the publisher was made."""
+        return Published(self._version, self.members, time.perf_counter() - self._started)
+
+
 async def publish(
     redis: Redis,
     *,
@@ -129,34 +199,12 @@ async def publish(
     k: int,
     batch: int = 2000,
 ) -> Published:
-    """Write a version's rows in pipelined batches (not live until `switch`)."""
-    started = time.perf_counter()
-    rows = encode_rows(top, k)
-    members: Strs = top.members
-    if facts is not None:
-        cold = np.array([bool(f) for f in facts.favourites]) & ~np.isin(facts.member, top.members)
-        if cold.any():
-            chosen = [facts.favourites[i] for i in np.flatnonzero(cold)]
-            rows = np.concatenate([rows, popularity_rows(catalogue, popularity, chosen, k, len(top.members))])
-            members = np.concatenate([members, facts.member[cold]])
-    blob = rows.tobytes()
-    width = rows.dtype.itemsize
-    buckets = np.array([bucket_of(m) for m in members.tolist()], dtype=np.int64)
-    names = members.tolist()
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.set(version_key(store_id, version, "products"), "\n".join(catalogue.product.tolist()))
-        popular = popularity_rows(catalogue, popularity, [()], k, len(top.members))
-        pipe.set(version_key(store_id, version, "popular"), popular.tobytes())
-        await pipe.execute()
-        for lo in range(0, len(names), batch):
-            hi = min(lo + batch, len(names))
-            mappings: dict[int, dict[str, bytes]] = {}
-            for i in range(lo, hi):
-                mappings.setdefault(int(buckets[i]), {})[names[i]] = blob[i * width : (i + 1) * width]
-            for bucket, mapping in mappings.items():
-                pipe.hset(version_key(store_id, version, f"b{bucket}"), mapping=mapping)  # type: ignore[arg-type]
-            await pipe.execute()
-    return Published(version=version, members=len(names), seconds=time.perf_counter() - started)
+    """Write a version's rows at once (not live until `switch`)."""
+    publisher = Publisher(redis, store_id=store_id, version=version, k=k, batch=batch)
+    await publisher.catalogue(catalogue, popularity, len(top.members))
+    await publisher.lists(top)
+    await publisher.cold_start(catalogue, popularity, facts, top.members, len(top.members))
+    return publisher.done()
 
 
 async def switch(redis: Redis, *, store_id: str, version: int) -> None:

@@ -1,8 +1,9 @@
 """Recommender benchmarks, standalone: `python -m tests.bench.recommender [precompute|train|read|all]`.
 
 - precompute: members per second for the three top-50 lists over a 10,000-product catalogue
-  (embeddings and biases as matrices, chunked matrix products, argpartition), and for the binary
-  encoding that goes to Redis;
+  (embeddings and biases as matrices, chunked matrix products, threshold top-K), for the binary
+  encoding that goes to Redis, and for the whole of it into Redis as a refresh does it (lists
+  computed in blocks on threads while the block before is written);
 - train: seconds and peak memory (max RSS of a fresh process) for the full training (validation fit,
   rankers, final fit) on 1,000,000 member x product interactions;
 - read: recommendation reads through `serving.Reader` against bare Redis GETs of the same-sized
@@ -31,6 +32,8 @@ from recommender.embeddings import Embeddings
 from recommender.lists import Recommender
 from recommender.model import Hyper
 from recommender.ranking import Logistic
+from recommender.refresh import publish_lists
+from recommender.serving import ROW_BYTES_PER_SLOT
 from recommender.train import TrainConfig, TrainingData, train
 
 DAY = SECONDS_PER_DAY
@@ -116,6 +119,8 @@ def bench_precompute(members: int, items: int, k: int, components: int, threads:
     rows = serving.encode_rows(top, k)
     blob = rows.tobytes()
     encoded = time.perf_counter()
+    del top, rows, blob
+    written = asyncio.run(_into_redis(rec, pairs, cat, k, threads))
     return {
         "members": members,
         "products": items,
@@ -130,8 +135,49 @@ def bench_precompute(members: int, items: int, k: int, components: int, threads:
         "all_lists_members_per_cpu_second": round(members / (compute_cpu - discover_cpu)),
         "load_average": os.getloadavg()[0],
         "encode_members_per_second": round(members / (encoded - computed)),
-        "bytes_per_member": len(blob) // members,
+        "bytes_per_member": ROW_BYTES_PER_SLOT * k,
+        **written,
         "max_rss_mb": round(_max_rss_mb()),
+    }
+
+
+async def _into_redis(
+    rec: Recommender, pairs: Interactions, cat: Catalogue, k: int, threads: int
+) -> dict[str, float]:
+    """What a refresh does after training: every member's lists computed and written to Redis, the
+    next block computing while the last is written (`refresh.publish_lists`)."""
+    from redis.asyncio import Redis
+
+    from plugin import embedded
+
+    url = os.environ.get("PATRON_BENCH_REDIS_URL")
+    handle = None
+    if url is None:
+        url, handle = embedded.start_redis(Path(tempfile.mkdtemp(prefix="patron-bench-")))
+    redis = Redis.from_url(url)
+    data = TrainingData(catalogue=cat, facts=None, history=pairs, validation=pairs, labels=pairs)
+    started, cpu = time.perf_counter(), time.process_time()
+    streamed = await publish_lists(
+        redis,
+        store_id="st_bench_precompute",
+        version=1,
+        rec=rec,
+        data=data,
+        popularity=np.ones(len(cat.product)),
+        k=k,
+        threads=threads,
+    )
+    elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+    await redis.flushdb()
+    await redis.aclose()
+    if handle is not None:
+        handle.shutdown()
+    return {
+        "into_redis_members_per_second": round(streamed.members / elapsed),
+        "into_redis_members_per_cpu_second": round(streamed.members / used),
+        "into_redis_compute_seconds": round(streamed.compute_seconds, 2),
+        "into_redis_seconds": round(elapsed, 2),
+        "into_redis_load_average": os.getloadavg()[0],
     }
 
 

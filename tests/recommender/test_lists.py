@@ -2,91 +2,116 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from recommender import dataset, lists, ranking
-from recommender.dataset import SECONDS_PER_DAY, Catalogue, Interactions
-from recommender.embeddings import Embeddings
+from recommender import dataset, lists, model, ranking
+from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions
 from recommender.lists import Recommender
 from recommender.metrics import top_k
 from recommender.needs import rhythm
-from recommender.ranking import Context, Logistic
+from recommender.ranking import Context
+from tests.recommender.worlds import N_ITEMS, WIDE, random_model
 
-N_USERS, N_ITEMS, K = 37, 60, 8
-
-
-def _world(seed: int = 3) -> tuple[Recommender, Interactions, Catalogue]:
-    rng = np.random.default_rng(seed)
-    catalogue = Catalogue(
-        product=np.array([f"p{i:03d}" for i in range(N_ITEMS)], dtype=np.str_),
-        category=np.array([f"c{i % 4}" for i in range(N_ITEMS)], dtype=np.str_),
-        brand=np.full(N_ITEMS, "", dtype=np.str_),
-        price=rng.uniform(1, 50, N_ITEMS),
-        tags=[() for _ in range(N_ITEMS)],
-        consumable_days=np.where(np.arange(N_ITEMS) % 5 == 0, 30.0, np.nan),
-        active=np.arange(N_ITEMS) % 11 != 0,
-    )
-    n_rows = 400
-    purchases = dataset.Purchases(
-        member=np.array([f"m{u:02d}" for u in rng.integers(0, N_USERS, n_rows)], dtype=np.str_),
-        product=catalogue.product[rng.integers(0, N_ITEMS, n_rows)],
-        at=rng.uniform(0, 200, n_rows) * SECONDS_PER_DAY,
-        quantity=rng.integers(1, 4, n_rows).astype(float),
-    )
-    pairs = dataset.aggregate(purchases, catalogue, until=200 * SECONDS_PER_DAY, half_life_days=60)
-    emb = Embeddings(
-        user_vectors=rng.normal(size=(pairs.n_users, 5)).astype(np.float32),
-        item_vectors=rng.normal(size=(N_ITEMS, 5)).astype(np.float32),
-        item_bias=rng.normal(size=N_ITEMS).astype(np.float32),
-    )
-    n_again, n_disc = len(ranking.AGAIN_FEATURES), len(ranking.DISCOVER_FEATURES)
-    rec = Recommender(
-        members=pairs.members,
-        products=catalogue.product,
-        embeddings=emb,
-        again=Logistic(
-            rng.normal(size=n_again), rng.normal(size=n_again), rng.uniform(0.5, 2, n_again), -2.0
-        ),
-        discover=Logistic(
-            np.array([0.8, 0.5, 0.1, -0.2]), rng.normal(size=n_disc), rng.uniform(0.5, 2, n_disc), -4.0
-        ),
-        half_life_days=60,
-        horizon_days=28,
-        popularity_days=28,
-    )
-    return rec, pairs, catalogue
+K = 8
 
 
 def _context(rec: Recommender, pairs: Interactions, catalogue: Catalogue) -> Context:
-    return Context.build(pairs, rec.embeddings, lists.recent_buyers(pairs, N_ITEMS, rec.popularity_days))
+    n_items = len(catalogue.product)
+    return Context.build(pairs, rec.embeddings, lists.recent_buyers(pairs, n_items, rec.popularity_days))
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_discover_equals_brute_force(threads: int) -> None:
-    rec, pairs, catalogue = _world()
+def _discover_by_brute_force(
+    rec: Recommender, pairs: Interactions, catalogue: Catalogue, context: Context, u: int
+) -> tuple[list[int], Floats, list[int]]:
+    """Member u's discover list the straightforward way: score every product never bought and still
+    sold, build its ranker features, sort all of them."""
+    bought = set(pairs.item[pairs.user == u].tolist())
+    n_items = len(catalogue.product)
+    candidates = np.array([i for i in range(n_items) if i not in bought and catalogue.active[i]])
+    emb = rec.embeddings
+    raw = np.array(
+        [emb.user_vectors[u] @ emb.item_vectors[i] + emb.item_bias[i] for i in candidates], dtype=np.float64
+    )
+    x = ranking.discover_features(np.full(len(candidates), u), candidates, context, raw)
+    prob = ranking.sigmoid(rec.discover.logit(x))
+    best = np.argsort(-prob, kind="stable")[:K]
+    per_unit = rec.discover.coef / rec.discover.scale
+    similar = per_unit[0] * x[best, 0] >= per_unit[1] * x[best, 1]
+    reasons = np.where(similar, lists.SIMILAR_MEMBERS, lists.POPULAR_NOW)
+    return candidates[best].tolist(), prob[best], reasons.tolist()
+
+
+def _assert_discover_is_exact(
+    rec: Recommender, pairs: Interactions, catalogue: Catalogue, threads: int
+) -> None:
     context = _context(rec, pairs, catalogue)
     users = np.arange(pairs.n_users)
-    items, scores, _ = lists.discover(rec, pairs, catalogue, context, K, users, chunk=7, threads=threads)
+    items, scores, reasons = lists.discover(
+        rec, pairs, catalogue, context, K, users, chunk=7, threads=threads
+    )
     for u in users:
-        bought = set(pairs.item[pairs.user == u].tolist())
-        candidates = np.array([i for i in range(N_ITEMS) if i not in bought and catalogue.active[i]])
-        raw = np.array(
-            [
-                rec.embeddings.user_vectors[u] @ rec.embeddings.item_vectors[i] + rec.embeddings.item_bias[i]
-                for i in candidates
-            ],
-            dtype=np.float64,
+        expected_items, expected_scores, expected_reasons = _discover_by_brute_force(
+            rec, pairs, catalogue, context, u
         )
-        x = ranking.discover_features(np.full(len(candidates), u), candidates, context, raw)
-        prob = ranking.sigmoid(rec.discover.logit(x))
-        best = np.argsort(-prob, kind="stable")[:K]
-        assert items[u].tolist() == candidates[best].tolist()
-        np.testing.assert_allclose(scores[u], prob[best], rtol=1e-4)
+        assert items[u].tolist() == expected_items
+        np.testing.assert_allclose(scores[u], expected_scores, rtol=1e-4)
+        assert reasons[u].tolist() == expected_reasons
+
+
+@pytest.mark.parametrize(("threads", "n_items"), [(1, N_ITEMS), (2, N_ITEMS), (1, WIDE), (2, WIDE)])
+def test_discover_equals_brute_force(threads: int, n_items: int) -> None:
+    """The fast path (one matrix product over the products still sold, top-K by threshold, the
+    probability from the product) against scoring every pair, building its features and sorting."""
+    rec, pairs, catalogue = random_model(n_items=n_items)
+    _assert_discover_is_exact(rec, pairs, catalogue, threads)
+
+
+def test_discover_equals_brute_force_on_a_trained_model() -> None:
+    """The same on LightFM's own representations (biases and embeddings through the features)."""
+    rec, pairs, catalogue = random_model(n_items=WIDE)
+    emb = model.fit(
+        dataset.interaction_matrix(pairs, WIDE),
+        user_features=sp.identity(pairs.n_users, format="csr"),
+        item_features=sp.identity(WIDE, format="csr"),
+        hyper=model.Hyper(components=8, epochs=3),
+    )
+    _assert_discover_is_exact(dataclasses.replace(rec, embeddings=emb), pairs, catalogue, threads=2)
+
+
+def test_discover_skips_products_no_longer_sold_even_when_they_would_win() -> None:
+    rec, pairs, catalogue = random_model(n_items=WIDE)
+    stopped = np.flatnonzero(~catalogue.active)
+    rec.embeddings.item_bias[stopped] = 1e3  # the best product there is, for everyone, but not sold
+    items, _, _ = lists.discover(
+        rec, pairs, catalogue, _context(rec, pairs, catalogue), K, np.arange(pairs.n_users)
+    )
+    assert not set(stopped.tolist()) & set(items.ravel().tolist())
+    assert (items >= 0).all()
+
+
+def test_stream_blocks_equal_one_computation() -> None:
+    rec, pairs, catalogue = random_model(n_items=WIDE)
+    whole = lists.compute(rec, pairs, catalogue, k=K, threads=2)
+    blocks = list(lists.stream(rec, pairs, catalogue, k=K, block=10, chunk=4, threads=2))
+    assert [len(b.members) for b in blocks] == [10, 10, 10, pairs.n_users - 30]
+    for name in (
+        "members",
+        "again_items",
+        "again_scores",
+        "discover_items",
+        "discover_scores",
+        "mixed_source",
+    ):
+        joined = np.concatenate([getattr(b, name) for b in blocks])
+        np.testing.assert_array_equal(joined, getattr(whole, name))
 
 
 def test_buy_again_equals_brute_force() -> None:
-    rec, pairs, catalogue = _world()
+    rec, pairs, catalogue = random_model()
     context = _context(rec, pairs, catalogue)
     r = rhythm(pairs, catalogue)
     items, scores, _ = lists.buy_again(rec, pairs, catalogue, context, K, r)
@@ -102,7 +127,7 @@ def test_buy_again_equals_brute_force() -> None:
 
 
 def test_mixed_interleaves_by_score_and_keeps_each_lists_order() -> None:
-    rec, pairs, catalogue = _world()
+    rec, pairs, catalogue = random_model()
     top = lists.compute(rec, pairs, catalogue, k=K, chunk=5)
     mixed = top.mixed_items()
     for u in range(len(top.members)):
@@ -120,7 +145,7 @@ def test_mixed_interleaves_by_score_and_keeps_each_lists_order() -> None:
 
 
 def test_inactive_products_are_never_recommended() -> None:
-    rec, pairs, catalogue = _world()
+    rec, pairs, catalogue = random_model()
     top = lists.compute(rec, pairs, catalogue, k=K)
     inactive = set(np.flatnonzero(~catalogue.active).tolist())
     for matrix in (top.again_items, top.discover_items, top.mixed_items()):
@@ -128,7 +153,7 @@ def test_inactive_products_are_never_recommended() -> None:
 
 
 def test_a_durable_product_bought_recently_is_not_offered_again() -> None:
-    _, _, catalogue = _world()
+    _, _, catalogue = random_model()
     day = SECONDS_PER_DAY
     # p001 (not consumable): 25 buyers, nobody rebuys: durable. p002: everybody rebuys.
     rows = [(f"m{u:02d}", "p001", 10.0 + u * 10) for u in range(25)]
@@ -178,3 +203,31 @@ def test_top_k_with_candidate_blocks_equals_a_full_sort(n_cols: int, k: int) -> 
         expected = finite[np.argsort(-scores[row][finite], kind="stable")][:k].tolist()
         assert items[row].tolist() == expected + [-1] * (k - len(expected))
         np.testing.assert_array_equal(values[row][: len(expected)], scores[row][expected])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_breaks_ties_by_column_on_either_path(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 6, size=(20, 1024)).astype(dtype)  # heavy ties
+    scores[0, :] = -np.inf
+    scores[1, :] = 5
+    items, values = top_k(scores, 20)
+    for row in range(20):
+        finite = np.flatnonzero(np.isfinite(scores[row]))
+        expected = finite[np.argsort(-scores[row][finite], kind="stable")][:20].tolist()
+        assert items[row].tolist() == expected + [-1] * (20 - len(expected))
+        np.testing.assert_array_equal(values[row][: len(expected)], scores[row][expected])
+
+
+def test_mix_takes_the_order_a_stable_sort_of_both_lists_gives() -> None:
+    rng = np.random.default_rng(9)
+    again = -np.sort(-rng.integers(0, 5, (40, 12)).astype(np.float32), axis=1) / 4  # ties within and across
+    found = -np.sort(-rng.integers(0, 5, (40, 12)).astype(np.float32), axis=1) / 4
+    again[::3, 7:] = -np.inf
+    found[::4, 9:] = -np.inf
+    source, position = lists.mix(again, found, 12)
+    both = np.concatenate([again, found], axis=1)
+    order = np.argsort(-both, axis=1, kind="stable")[:, :12]
+    picked = np.take_along_axis(both, order, axis=1)
+    np.testing.assert_array_equal(source, np.where(np.isfinite(picked), order >= 12, -1))
+    np.testing.assert_array_equal(position, order % 12)
