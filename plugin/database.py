@@ -3,6 +3,8 @@ after a few seconds (a PostgreSQL that does not answer is an outage, answered 50
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import asyncpg
@@ -20,6 +22,8 @@ UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
 )
 """Errors that mean PostgreSQL cannot be reached now, rather than a fault in what was asked of it."""
+
+log = logging.getLogger(__name__)
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -60,3 +64,17 @@ async def connect(url: str, **kwargs: Any) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(url, server_settings={"timezone": "UTC"}, **kwargs)
     await _init_connection(conn)
     return conn
+
+
+POOL_CLOSE_SECONDS = 10.0
+"""How long shutdown waits for pooled connections to come back before closing them regardless."""
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    # asyncpg's close waits for every connection to be released, forever: one leaked by a task that
+    # never finished would hold the process (and a test session) up at exit.
+    try:
+        await asyncio.wait_for(pool.close(), POOL_CLOSE_SECONDS)
+    except TimeoutError:
+        log.warning("connections still in use after %.0f s; closing them", POOL_CLOSE_SECONDS)
+        pool.terminate()

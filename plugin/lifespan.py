@@ -47,7 +47,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             finally:
                 await redis.aclose()
         finally:
-            await pool.close()
+            await database.close_pool(pool)
     finally:
         if servers is not None:
             await anyio.to_thread.run_sync(servers.close)
