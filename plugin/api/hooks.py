@@ -15,6 +15,7 @@ from typing import Any, Literal, ParamSpec
 import msgspec
 from litestar import Request, post
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 
 from hooks import inbox, platforms, shopify, signing, woocommerce
@@ -46,12 +47,13 @@ class HookResult(msgspec.Struct, kw_only=True):
 _P = ParamSpec("_P")
 
 
-def _counted(
-    platform: str,
-) -> Callable[[Callable[_P, Awaitable[HookResult]]], Callable[_P, Awaitable[HookResult]]]:
-    """Count each delivery under the platform: its status, or the problem code it was rejected with."""
+def _webhook(
+    platform: str, summary: str
+) -> Callable[[Callable[_P, Awaitable[HookResult]]], HTTPRouteHandler]:
+    """The route of a platform's inbound webhooks, each delivery counted under the platform: its
+    status, or the problem code it was rejected with."""
 
-    def decorate(handler: Callable[_P, Awaitable[HookResult]]) -> Callable[_P, Awaitable[HookResult]]:
+    def decorate(handler: Callable[_P, Awaitable[HookResult]]) -> HTTPRouteHandler:
         @functools.wraps(handler)
         async def counted(*args: _P.args, **kwargs: _P.kwargs) -> HookResult:
             try:
@@ -62,7 +64,15 @@ def _counted(
             metrics.webhook_received(platform, result.status)
             return result
 
-        return counted
+        return post(
+            f"/v1/hooks/{platform}/{{store_id:str}}",
+            opt=webhook(platform),
+            status_code=200,
+            tags=["webhooks"],
+            summary=summary,
+            request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
+            operation_class=webhook_operation(platform),
+        )(counted)
 
     return decorate
 
@@ -74,16 +84,7 @@ async def _store(conn: Connection, store_id: str) -> StoreRow:
     return store
 
 
-@post(
-    "/v1/hooks/standard/{store_id:str}",
-    opt=webhook("standard"),
-    status_code=200,
-    tags=["webhooks"],
-    summary="Standard Webhooks inbound events",
-    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
-    operation_class=webhook_operation("standard"),
-)
-@_counted("standard")
+@_webhook("standard", summary="Standard Webhooks inbound events")
 async def standard(
     request: Request[Any, Any, Any],
     body: RawBody,
@@ -120,16 +121,7 @@ async def standard(
     return HookResult(status=outcome)
 
 
-@post(
-    "/v1/hooks/shopify/{store_id:str}",
-    opt=webhook("shopify"),
-    status_code=200,
-    tags=["webhooks"],
-    summary="Shopify webhooks",
-    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
-    operation_class=webhook_operation("shopify"),
-)
-@_counted("shopify")
+@_webhook("shopify", summary="Shopify webhooks")
 async def shopify_hook(
     request: Request[Any, Any, Any],
     body: RawBody,
@@ -178,16 +170,7 @@ async def shopify_hook(
     return HookResult(status=status)
 
 
-@post(
-    "/v1/hooks/woocommerce/{store_id:str}",
-    opt=webhook("woocommerce"),
-    status_code=200,
-    tags=["webhooks"],
-    summary="WooCommerce webhooks",
-    request_max_body_size=WEBHOOK_MAX_BODY_BYTES,
-    operation_class=webhook_operation("woocommerce"),
-)
-@_counted("woocommerce")
+@_webhook("woocommerce", summary="WooCommerce webhooks")
 async def woocommerce_hook(
     request: Request[Any, Any, Any],
     body: RawBody,
