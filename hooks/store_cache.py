@@ -1,23 +1,39 @@
 """The store rows webhook routes verify and translate with, kept in-process for a few seconds.
 
-Every delivery needs its store's secret, currency and time zone before anything else; reading
-them per request was a round trip in the hot path. A cached row can be stale only in its secret
-(currency and time zone are fixed at creation), so a route that fails a signature check with a
-cached row asks again with `fresh=True` once: a just-rotated secret costs one extra lookup.
+Every delivery needs its store's secrets, currency and time zone before anything else; reading
+them per request was a round trip in the hot path. A cached row can be stale only in its secrets
+(currency and time zone are fixed at creation). A route that fails a signature check with a
+cached row asks again with `fresh=True` once, so a just-rotated secret costs one extra lookup; and
+a rotation is published on Redis (`publish_change`), so every process drops the row and a secret
+rotated out without grace stops verifying at once, not a TTL later.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from redis.asyncio import Redis
 
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
 
+log = logging.getLogger(__name__)
+
 TTL_SECONDS = 10.0
 MAX_STORES = 4096
+CHANGED_CHANNEL = "patron:stores:changed"
+
+
+async def publish_change(redis: Redis, store_id: str) -> None:
+    """Tell every process's cache that the store's secrets changed (best effort: the TTL bounds it)."""
+    with contextlib.suppress(Exception):
+        await redis.publish(CHANGED_CHANNEL, store_id)
 
 
 class StoreCache:
@@ -27,6 +43,8 @@ class StoreCache:
         self._ttl = ttl
         self._clock = clock
         self._rows: OrderedDict[str, tuple[float, StoreRow]] = OrderedDict()
+        # Bumped by every eviction: a lookup that overlapped one may have read what it evicted.
+        self._evictions = 0
 
     async def get(
         self, conn: Connection, store_id: str, *, fresh: bool = False
@@ -36,12 +54,41 @@ class StoreCache:
         cached = None if fresh else self._rows.get(store_id)
         if cached is not None and now - cached[0] < self._ttl:
             return cached[1], True
+        evictions = self._evictions
         store = await stores_repo.get_store(conn, store_id=store_id)
         if store is None:
             self._rows.pop(store_id, None)
             return None, False
+        if evictions != self._evictions:
+            return store, False
         self._rows[store_id] = (now, store)
         self._rows.move_to_end(store_id)
         while len(self._rows) > MAX_STORES:
             self._rows.popitem(last=False)
         return store, False
+
+    def evict(self, store_id: str | None = None) -> None:
+        """Forget the store's row (every row for None)."""
+        self._evictions += 1
+        if store_id is None:
+            self._rows.clear()
+        else:
+            self._rows.pop(store_id, None)
+
+    async def follow_changes(self, redis: Redis) -> None:
+        """Evict stores whose secrets any process changed, until cancelled."""
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANGED_CHANNEL)
+                    # Changes published while we were not listening are lost: drop what we kept.
+                    self.evict()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.evict(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lost the store change feed; retrying", exc_info=True)
+                self.evict()
+                await asyncio.sleep(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from loyalty import members, orders, programs
@@ -16,14 +17,13 @@ async def apply(
     conn: Connection, *, store: StoreRow, event: Event, now: datetime, award: bool = True
 ) -> Outcome:
     """The event's whole effect; `duplicate` when it changes nothing that is not already so."""
-    if isinstance(event, OrderPaid | OrderRefunded | OrderCancelled):
+    if isinstance(event, OrderPaid):
+        (outcome,) = await apply_paid(conn, store=store, events=[event], now=now, award=award)
+        return outcome
+    if isinstance(event, OrderRefunded | OrderCancelled):
         # An order event's first lock is its order's key (see loyalty.orders): taken with the
         # program read, so its own statement precedes every later one, as the protocol needs.
-        program = await programs.live_program(conn, store_id=store.store_id, lock_order=event.order_id)
-        if isinstance(event, OrderPaid):
-            return await orders.apply_paid(
-                conn, store=store, program=program, event=event, now=now, award=award, order_locked=True
-            )
+        program = await programs.live_program(conn, store_id=store.store_id, lock_orders=[event.order_id])
         if isinstance(event, OrderRefunded):
             return await orders.apply_refunded(
                 conn, store=store, program=program, event=event, now=now, order_locked=True
@@ -53,3 +53,16 @@ async def apply(
         )
         return "applied" if applied else "duplicate"
     raise TypeError(f"no handler for {type(event).__name__}")
+
+
+async def apply_paid(
+    conn: Connection, *, store: StoreRow, events: Sequence[OrderPaid], now: datetime, award: bool = True
+) -> list[Outcome]:
+    """Paid orders' whole effect, set-based (distinct orders and customers; see `orders.apply_paid`),
+    their outcomes in order."""
+    program = await programs.live_program(
+        conn, store_id=store.store_id, lock_orders=[event.order_id for event in events]
+    )
+    return await orders.apply_paid(
+        conn, store=store, program=program, events=events, now=now, award=award, orders_locked=True
+    )

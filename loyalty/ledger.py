@@ -72,6 +72,77 @@ def _balance_only(post: Callable[_P, Awaitable[Posting]]) -> Callable[_P, Awaita
     return balance_of
 
 
+def credit(
+    *,
+    customer_id: str,
+    points: int,
+    reason: str,
+    earned_at: datetime,
+    expiry_days: int,
+    pending_days: int = 0,
+    order_id: str | None = None,
+    rules: Sequence[str] = (),
+) -> repo.Credit:
+    """Points earned at `earned_at`: they expire `expiry_days` later (never for 0) and become
+    spendable `pending_days` later."""
+    if points <= 0:
+        raise ValueError("earn needs positive points")
+    return repo.Credit(
+        customer_id=customer_id,
+        points=points,
+        reason=reason,
+        order_id=order_id,
+        rules=rules,
+        expires_at=earned_at + timedelta(days=expiry_days) if expiry_days else None,
+        available_at=earned_at + timedelta(days=pending_days),
+        pending=bool(pending_days),
+    )
+
+
+async def post_earns(
+    conn: Connection,
+    *,
+    store_id: str,
+    credits: Sequence[repo.Credit],
+    now: datetime,
+    program_version: int | None = None,
+    kind: str = "earn",
+    announce: bool = False,
+) -> dict[str, Posting]:
+    """Credit each member (distinct) its points as a new lot, in one statement; a debt is paid
+    from it first. Returns the postings by member.
+
+    With `announce`, each `points.changed` outbox row (reason, delta, new balance) is written in
+    the same statement as the entries, the lots and the balances.
+    """
+    if not credits:
+        return {}
+    earned = await repo.earn(
+        conn,
+        store_id=store_id,
+        kind=kind,
+        program_version=program_version,
+        now=now,
+        credits=credits,
+        announce=announce,
+    )
+    for credited in credits:
+        written = earned[credited.customer_id]
+        if debt := min(credited.points, max(credited.points - written.balance, 0)):
+            await repo.consume(
+                conn,
+                store_id=store_id,
+                customer_id=credited.customer_id,
+                points=debt,
+                entry_id=written.entry_id,
+                lot_id=written.lot_id,
+            )
+    _written(kind, len(credits))
+    return {
+        customer_id: Posting(written.entry_id, written.balance) for customer_id, written in earned.items()
+    }
+
+
 async def post_earn(
     conn: Connection,
     *,
@@ -89,43 +160,27 @@ async def post_earn(
     kind: str = "earn",
     announce: bool = False,
 ) -> Posting:
-    """Credit points as a new lot; a debt is paid from it first.
-
-    With `announce`, the `points.changed` outbox row (reason, delta, new balance) is written in
-    the same statement as the entry, the lot and the balance.
-    """
-    if points <= 0:
-        raise ValueError("earn needs positive points")
-    expires_at = earned_at + timedelta(days=expiry_days) if expiry_days else None
-    earned = await repo.earn(
-        conn,
-        store_id=store_id,
+    """`post_earns` for one member."""
+    earned = credit(
         customer_id=customer_id,
-        kind=kind,
         points=points,
         reason=reason,
-        now=now,
+        earned_at=earned_at,
+        expiry_days=expiry_days,
+        pending_days=pending_days,
         order_id=order_id,
-        rules=tuple(rules),
+        rules=rules,
+    )
+    postings = await post_earns(
+        conn,
+        store_id=store_id,
+        credits=[earned],
+        now=now,
         program_version=program_version,
-        expires_at=expires_at,
-        available_at=earned_at + timedelta(days=pending_days),
-        pending=bool(pending_days),
+        kind=kind,
         announce=announce,
     )
-    balance = earned.balance
-    debt = min(points, max(points - balance, 0))
-    if debt:
-        await repo.consume(
-            conn,
-            store_id=store_id,
-            customer_id=customer_id,
-            points=debt,
-            entry_id=earned.entry_id,
-            lot_id=earned.lot_id,
-        )
-    _written(kind)
-    return Posting(earned.entry_id, balance)
+    return postings[customer_id]
 
 
 async def post_debit(

@@ -45,24 +45,30 @@ async def upsert_customer(
     )
 
 
-async def lock_from_order(
-    conn: Connection, *, store_id: str, customer: Customer, program: Program, now: datetime
-) -> MemberRow:
-    """The member an order names, row-locked for a ledger change, in one statement.
+async def lock_from_orders(
+    conn: Connection, *, store_id: str, customers: Sequence[Customer], program: Program, now: datetime
+) -> dict[str, MemberRow]:
+    """The members orders name, by id, row-locked for a ledger change, in one statement.
 
     An order's embedded customer fills in a new member (on the lowest level); it overwrites an
     existing one only when it says how new it is and is at least as new as what is kept.
+    Customer ids must be distinct.
     """
     return await repo.upsert_locked(
         conn,
         store_id=store_id,
-        customer_id=customer.customer_id,
-        email=customer.email,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        birthday=customer.birthday,
-        marketing_consent=customer.marketing_consent,
-        source_updated_at=customer.updated_at,
+        members=[
+            repo.MemberSnapshot(
+                customer.customer_id,
+                customer.email,
+                customer.first_name,
+                customer.last_name,
+                customer.birthday,
+                customer.marketing_consent,
+                customer.updated_at,
+            )
+            for customer in customers
+        ],
         tier_code=program.tiers.levels[0].code,
         now=now,
     )

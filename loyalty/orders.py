@@ -7,6 +7,7 @@ end state equals the in-order one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -20,7 +21,8 @@ from loyalty.program import Program
 from loyalty.repository import Connection, outbox, products
 from loyalty.repository import members as members_repo
 from loyalty.repository import orders as repo
-from loyalty.repository.orders import NewLine, OrderRow
+from loyalty.repository.ledger import Credit
+from loyalty.repository.orders import NewLine, NewOrder, OrderRow
 from loyalty.repository.stores import StoreRow
 
 Outcome = Literal["applied", "duplicate", "parked"]
@@ -31,99 +33,127 @@ async def apply_paid(
     *,
     store: StoreRow,
     program: Program,
-    event: OrderPaid,
+    events: Sequence[OrderPaid],
     now: datetime,
     award: bool = True,
-    order_locked: bool = False,
-) -> Outcome:
-    """Credit a paid order once. `order_locked`: the caller took the order's key lock already, in
-    an earlier statement of this transaction (`programs.live_program(lock_order=…)`)."""
-    customer_id = event.customer.customer_id
-    # The order's key before the member, as refunds and cancellations take them: a redelivered
-    # order racing its own refund would otherwise deadlock. It also serializes with events parked
-    # for this order, so none is parked unseen while the order is inserted.
-    if not order_locked:
-        await repo.lock_order_key(conn, store_id=store.store_id, order_id=event.order_id)
-    member = await members.lock_from_order(
-        conn, store_id=store.store_id, customer=event.customer, program=program, now=now
-    )
-    categories = await _categories(conn, store_id=store.store_id, event=event)
-    facts = earning.OrderFacts(
-        subtotal=event.subtotal,
-        currency=event.currency,
-        placed_at=event.placed_at,
-        lines=[
-            earning.Line(
-                line.line_id,
-                line.product_id,
-                line.category or categories.get(line.product_id or ""),
-                line.quantity,
-                line.unit_price,
-                line.discount,
-            )
-            for line in event.lines
-        ],
-        tier_code=member.tier_code,
-        first_order=member.orders_count == 0,
-        birthday=member.birthday,
-        timezone=ZoneInfo(store.timezone),
-    )
-    earned = earning.order_points(program, facts)
-    points = earned.points if award else 0
-    micro = {line.line_id: line.micro_points for line in earned.lines} if award else {}
-    written = await repo.insert_paid(
+    orders_locked: bool = False,
+) -> list[Outcome]:
+    """Credit paid orders, each once, set-based: a handful of statements whatever their number.
+    Their order ids must be distinct, and so must their customers (a member's second order is
+    earned on the state the first left, so it goes in a later call). The outcomes are in the
+    order of `events`. `orders_locked`: the caller took the orders' key locks already, in an
+    earlier statement of this transaction (`programs.live_program(lock_orders=…)`)."""
+    if len({event.order_id for event in events}) < len(events) or len(
+        {event.customer.customer_id for event in events}
+    ) < len(events):
+        raise ValueError("paid orders applied together need distinct orders and customers")
+    if not events:
+        return []
+    # The orders' keys before their members, as refunds and cancellations take them: a redelivered
+    # order racing its own refund would otherwise deadlock. They also serialize with events parked
+    # for these orders, so none is parked unseen while its order is inserted.
+    if not orders_locked:
+        await repo.lock_order_keys(
+            conn, store_id=store.store_id, order_ids=[event.order_id for event in events]
+        )
+    members_by_id = await members.lock_from_orders(
         conn,
         store_id=store.store_id,
-        order_id=event.order_id,
-        customer_id=customer_id,
-        currency=event.currency,
-        subtotal=event.subtotal,
-        total=event.total,
-        placed_at=event.placed_at,
-        micro_points=earned.micro_points if award else 0,
-        points=points,
-        program_version=program.version,
-        tier_code=member.tier_code,
-        awarded=award,
-        lines=[
-            NewLine(
-                line.line_id,
-                line.product_id,
-                line.sku,
-                line.title,
-                fact.category,
-                line.quantity,
-                line.unit_price,
-                line.discount,
-                micro.get(line.line_id, 0),
-            )
-            for line, fact in zip(event.lines, facts.lines, strict=True)
-        ],
+        customers=[event.customer for event in events],
+        program=program,
+        now=now,
     )
-    if not written.inserted:
-        return "duplicate"
-    if points > 0:
-        await ledger.post_earn(
-            conn,
-            store_id=store.store_id,
-            customer_id=customer_id,
-            points=points,
-            reason=f"order {event.order_id}",
-            earned_at=event.placed_at,
-            now=now,
-            expiry_days=program.points.expiry_days,
-            pending_days=program.points.pending_days,
-            order_id=event.order_id,
-            rules=earned.rules,
-            program_version=program.version,
-            announce=True,
+    categories = await _categories(conn, store_id=store.store_id, events=events)
+    timezone = ZoneInfo(store.timezone)
+    new_orders: list[NewOrder] = []
+    credits: dict[str, Credit] = {}
+    for event in events:
+        member = members_by_id[event.customer.customer_id]
+        facts = earning.OrderFacts(
+            subtotal=event.subtotal,
+            currency=event.currency,
+            placed_at=event.placed_at,
+            lines=[
+                earning.Line(
+                    line.line_id,
+                    line.product_id,
+                    line.category or categories.get(line.product_id or ""),
+                    line.quantity,
+                    line.unit_price,
+                    line.discount,
+                )
+                for line in event.lines
+            ],
+            tier_code=member.tier_code,
+            first_order=member.orders_count == 0,
+            birthday=member.birthday,
+            timezone=timezone,
         )
-    await programs.reevaluate(
-        conn, store_id=store.store_id, program=program, now=now, customer_ids=[customer_id], reason="order"
+        earned = earning.order_points(program, facts)
+        points = earned.points if award else 0
+        micro = {line.line_id: line.micro_points for line in earned.lines} if award else {}
+        new_orders.append(
+            NewOrder(
+                order_id=event.order_id,
+                customer_id=member.customer_id,
+                currency=event.currency,
+                subtotal=event.subtotal,
+                total=event.total,
+                placed_at=event.placed_at,
+                micro_points=earned.micro_points if award else 0,
+                points=points,
+                tier_code=member.tier_code,
+                lines=[
+                    NewLine(
+                        line.line_id,
+                        line.product_id,
+                        line.sku,
+                        line.title,
+                        fact.category,
+                        line.quantity,
+                        line.unit_price,
+                        line.discount,
+                        micro.get(line.line_id, 0),
+                    )
+                    for line, fact in zip(event.lines, facts.lines, strict=True)
+                ],
+            )
+        )
+        if points > 0:
+            credits[event.order_id] = ledger.credit(
+                customer_id=member.customer_id,
+                points=points,
+                reason=f"order {event.order_id}",
+                earned_at=event.placed_at,
+                expiry_days=program.points.expiry_days,
+                pending_days=program.points.pending_days,
+                order_id=event.order_id,
+                rules=earned.rules,
+            )
+    written = await repo.insert_paid(
+        conn, store_id=store.store_id, program_version=program.version, awarded=award, orders=new_orders
     )
-    if written.parked:
-        await _apply_parked(conn, store=store, program=program, order_id=event.order_id, now=now)
-    return "applied"
+    await ledger.post_earns(
+        conn,
+        store_id=store.store_id,
+        credits=[credit for order_id, credit in credits.items() if written[order_id].inserted],
+        now=now,
+        program_version=program.version,
+        announce=True,
+    )
+    inserted = [event for event in events if written[event.order_id].inserted]
+    await programs.reevaluate(
+        conn,
+        store_id=store.store_id,
+        program=program,
+        now=now,
+        customer_ids=[event.customer.customer_id for event in inserted],
+        reason="order",
+    )
+    for event in inserted:
+        if written[event.order_id].parked:
+            await _apply_parked(conn, store=store, program=program, order_id=event.order_id, now=now)
+    return ["applied" if written[event.order_id].inserted else "duplicate" for event in events]
 
 
 async def _apply_parked(
@@ -150,9 +180,16 @@ async def _apply_parked(
             )
 
 
-async def _categories(conn: Connection, *, store_id: str, event: OrderPaid) -> dict[str, str]:
+async def _categories(conn: Connection, *, store_id: str, events: Sequence[OrderPaid]) -> dict[str, str]:
     """Catalogue categories for lines that carry none (Shopify line items never do)."""
-    missing = [line.product_id for line in event.lines if line.category is None and line.product_id]
+    missing = sorted(
+        {
+            line.product_id
+            for event in events
+            for line in event.lines
+            if line.category is None and line.product_id
+        }
+    )
     return await products.categories(conn, store_id=store_id, product_ids=missing) if missing else {}
 
 
@@ -179,7 +216,7 @@ async def _lock_known_order(
 ) -> OrderRow | None:
     """The order, locked after its member; None (the event parked) when the order is not known yet."""
     if not order_locked:
-        await repo.lock_order_key(conn, store_id=store_id, order_id=order_id)
+        await repo.lock_order_keys(conn, store_id=store_id, order_ids=[order_id])
     customer_id = await repo.order_customer(conn, store_id=store_id, order_id=order_id)
     if customer_id is None:
         await repo.park(

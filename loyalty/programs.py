@@ -29,7 +29,7 @@ CACHE_SIZE = 4096
 _cache: OrderedDict[tuple[str, int, str], Program] = OrderedDict()
 
 
-async def live_program(conn: Connection, *, store_id: str, lock_order: str | None = None) -> Program:
+async def live_program(conn: Connection, *, store_id: str, lock_orders: Sequence[str] = ()) -> Program:
     """The store's live program, `version` set. Treat it as read-only: it is shared.
 
     Cost: one query (the stores row and the programs row by primary key, no document) and a dict
@@ -38,10 +38,10 @@ async def live_program(conn: Connection, *, store_id: str, lock_order: str | Non
     by it (its order is earned and its member evaluated under the version read here); the
     publish's own pass, and the daily pass, evaluate that member again.
 
-    With `lock_order`, the same statement first takes that order's key lock (see
-    `loyalty.orders`), which ingesting an order event needs before anything else.
+    With `lock_orders`, the same statement first takes those orders' key locks (see
+    `loyalty.orders`), which ingesting order events needs before anything else.
     """
-    live = await repo.live(conn, store_id=store_id, lock_order=lock_order)
+    live = await repo.live(conn, store_id=store_id, lock_orders=lock_orders)
     if live is None:
         raise NotFound(f"no store {store_id}")
     if live.version == 0 or live.token is None:

@@ -15,6 +15,7 @@ from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
 from plugin.member_versions import MemberVersions
 from plugin.migrations import migrate
+from plugin.paid_batches import PaidOrderBatches
 from plugin.rate_limits import rate_limiter
 from plugin.runtime import Runtime
 from plugin.settings import Settings
@@ -35,6 +36,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
             async with pool.acquire() as conn:
                 await migrate(conn)
             redis = redis_link.connect(settings.redis_url, timeout=settings.redis_timeout_seconds)
+            paid_orders = PaidOrderBatches(pool)
             try:
                 yield Runtime(
                     settings=settings,
@@ -43,8 +45,10 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                     keys=KeyResolver(pool, ttl=settings.key_cache_seconds),
                     member_versions=MemberVersions(pool),
                     limits=rate_limiter(redis, settings),
+                    paid_orders=paid_orders,
                 )
             finally:
+                await paid_orders.aclose()
                 await redis.aclose()
         finally:
             await database.close_pool(pool)
@@ -83,6 +87,8 @@ def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]
             stack.push_async_callback(lambda: runtime.limits.aclose())
             revocations = asyncio.create_task(runtime.keys.follow_revocations(runtime.redis))
             stack.callback(revocations.cancel)
+            store_changes = asyncio.create_task(runtime.hook_stores.follow_changes(runtime.redis))
+            stack.callback(store_changes.cancel)
             # Every process offers to relay member changes to Redis; one (holding the lock) does.
             changes = asyncio.create_task(change_feed.relay(runtime))
             stack.callback(changes.cancel)

@@ -14,6 +14,7 @@ from hooks.store_cache import StoreCache
 from plugin.auth import KeyResolver
 from plugin.member_tokens import MemberTokenResolver
 from plugin.member_versions import MemberVersions
+from plugin.paid_batches import PaidOrderBatches
 from plugin.rate_limits import RateLimiter
 from plugin.redis_link import RedisBreaker
 from plugin.settings import Settings
@@ -31,6 +32,8 @@ class Runtime:
     keys: KeyResolver
     member_versions: MemberVersions
     limits: RateLimiter
+    paid_orders: PaidOrderBatches
+    """Paid-order deliveries of a store arriving together are applied in one transaction."""
     clock: Callable[[], datetime] = field(default=utc_now)
     """The one way code reads the time, so tests and `--now` can move it."""
     member_tokens: MemberTokenResolver = field(default_factory=MemberTokenResolver)

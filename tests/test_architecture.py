@@ -97,6 +97,7 @@ ASYNCPG_ALLOWED = (
     "plugin/auth.py",
     "plugin/member_tokens.py",
     "plugin/member_versions.py",
+    "plugin/paid_batches.py",
 )
 
 

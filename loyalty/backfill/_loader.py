@@ -247,7 +247,8 @@ class Loader:
     async def _apply(self, event: OrderEvent) -> str:
         conn, store, program, now = self.conn, self.store, self.program, self.now
         if isinstance(event, OrderPaid):
-            return await orders.apply_paid(conn, store=store, program=program, event=event, now=now)
+            (outcome,) = await orders.apply_paid(conn, store=store, program=program, events=[event], now=now)
+            return outcome
         if isinstance(event, OrderRefunded):
             return await orders.apply_refunded(conn, store=store, program=program, event=event, now=now)
         return await orders.apply_cancelled(conn, store=store, program=program, event=event, now=now)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -16,4 +17,11 @@ else:
 
 UniqueViolation = asyncpg.UniqueViolationError
 
-__all__ = ["Connection", "UniqueViolation"]
+
+def unnest_columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[tuple[Any, ...]]:
+    """Rows as one tuple per column, the arguments of `unnest($n::type[], ...)` that turns them
+    back into rows in one statement (empty columns for no rows)."""
+    return list(zip(*rows, strict=True)) if rows else [() for _ in range(width)]
+
+
+__all__ = ["Connection", "UniqueViolation", "unnest_columns"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
 
-from loyalty.repository import Connection
+from loyalty.repository import Connection, unnest_columns
 
 
 class EntryRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,38 +51,56 @@ INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, refun
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 RETURNING entry_id
 """
-# An earning in one statement: its entry, its lot and the member's balance (the caller holds the
-# member's lock), and with `_ANNOUNCE` the points.changed outbox row carrying the new balance.
-# The entry's available_at ($10) is null unless points are pending; the lot's ($12) never is.
+# Earnings in one statement, one per member (the caller holds the members' locks): each its entry
+# and lot, the member's balance, and with `_ANNOUNCE` the points.changed outbox row carrying the
+# new balance. $1 the store, $2 the kind, $3 the program version, $4 now; per earning ($5-$12) the
+# member, points, order, reason, rules (a JSON array), expiry, the entry's available_at (null
+# unless points are pending) and the lot's (never null).
 _EARN_WRITES = """
-WITH entry AS (
+WITH credit AS (
+    SELECT * FROM unnest($5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[],
+                         $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])
+        AS c (customer_id, points, order_id, reason, rules, expires_at, entry_available_at,
+              lot_available_at)
+),
+entry AS (
     INSERT INTO ledger_entries (store_id, customer_id, kind, points, order_id, reason, rules,
                                 program_version, expires_at, available_at, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-    RETURNING entry_id
+    SELECT $1, customer_id, $2, points, order_id, reason, rules::jsonb, $3, expires_at,
+           entry_available_at, $4
+    FROM credit
+    ORDER BY customer_id
+    RETURNING entry_id, customer_id
 ),
 lot AS (
     INSERT INTO point_lots (store_id, customer_id, entry_id, order_id, points, remaining,
                             available_at, expires_at)
-    SELECT $1, $2, entry_id, $5, $4, $4, $12, $9 FROM entry
-    RETURNING lot_id
+    SELECT $1, credit.customer_id, entry.entry_id, credit.order_id, credit.points, credit.points,
+           credit.lot_available_at, credit.expires_at
+    FROM credit JOIN entry USING (customer_id)
+    RETURNING lot_id, customer_id
 ),
 member AS (
-    UPDATE members SET balance = balance + $4, updated_at = now()
-    WHERE store_id = $1 AND customer_id = $2
-    RETURNING balance
+    UPDATE members m SET balance = m.balance + credit.points, updated_at = now()
+    FROM credit
+    WHERE m.store_id = $1 AND m.customer_id = credit.customer_id
+    RETURNING m.customer_id, m.balance
 )
 """
 _ANNOUNCE = """
 , announced AS (
     INSERT INTO outbox (store_id, customer_id, event_type, payload)
-    SELECT $1, $2, 'points.changed',
-           jsonb_build_object('store_id', $1::text, 'customer_id', $2::text, 'delta', $4::bigint,
-                              'balance', balance, 'reason', $6::text)
-    FROM member
+    SELECT $1, member.customer_id, 'points.changed',
+           jsonb_build_object('store_id', $1::text, 'customer_id', member.customer_id,
+                              'delta', credit.points, 'balance', member.balance, 'reason', credit.reason)
+    FROM member JOIN credit USING (customer_id)
+    ORDER BY member.customer_id
 )
 """
-_EARN_RESULT = "SELECT entry.entry_id, lot.lot_id, member.balance FROM entry, lot, member"
+_EARN_RESULT = """
+SELECT customer_id, entry.entry_id, lot.lot_id, member.balance
+FROM entry JOIN lot USING (customer_id) JOIN member USING (customer_id)
+"""
 _EARN = _EARN_WRITES + _EARN_RESULT
 _EARN_ANNOUNCED = _EARN_WRITES + _ANNOUNCE + _EARN_RESULT
 # Take up to $3 points from the member's open lots, nearest expiry first (never-expiring last),
@@ -216,48 +235,62 @@ async def insert_entry(
     return entry_id
 
 
+class Credit(msgspec.Struct, frozen=True, kw_only=True):
+    """Points to credit to one member as a new lot."""
+
+    customer_id: str
+    points: int
+    reason: str
+    order_id: str | None
+    rules: Sequence[str]
+    expires_at: datetime | None
+    available_at: datetime
+    pending: bool
+    """The points wait until `available_at` (the entry says so too)."""
+
+
 class Earned(msgspec.Struct, frozen=True):
     entry_id: int
     lot_id: int
     balance: int
 
 
+_encode_rules = msgspec.json.Encoder().encode
+
+
 async def earn(
     conn: Connection,
     *,
     store_id: str,
-    customer_id: str,
     kind: str,
-    points: int,
-    reason: str,
-    now: datetime,
-    order_id: str | None,
-    rules: tuple[str, ...] | list[str],
     program_version: int | None,
-    expires_at: datetime | None,
-    available_at: datetime,
-    pending: bool,
+    now: datetime,
+    credits: Sequence[Credit],
     announce: bool,
-) -> Earned:
-    """Write an earning's entry and lot and add it to the balance; with `announce`, also emit
-    `points.changed`. Returns the entry, the lot and the new balance."""
-    row = await conn.fetchrow(
-        _EARN_ANNOUNCED if announce else _EARN,
-        store_id,
-        customer_id,
-        kind,
-        points,
-        order_id,
-        reason,
-        list(rules),
-        program_version,
-        expires_at,
-        available_at if pending else None,
-        now,
-        available_at,
+) -> dict[str, Earned]:
+    """Write each credit's entry and lot and add it to its member's balance; with `announce`, also
+    emit `points.changed`. Returns the entry, the lot and the new balance by member (customer ids
+    must be distinct)."""
+    columns = unnest_columns(
+        [
+            (
+                credit.customer_id,
+                credit.points,
+                credit.order_id,
+                credit.reason,
+                _encode_rules(list(credit.rules)).decode(),
+                credit.expires_at,
+                credit.available_at if credit.pending else None,
+                credit.available_at,
+            )
+            for credit in credits
+        ],
+        8,
     )
-    assert row is not None  # the member exists: the caller holds its lock
-    return Earned(row["entry_id"], row["lot_id"], row["balance"])
+    rows = await conn.fetch(
+        _EARN_ANNOUNCED if announce else _EARN, store_id, kind, program_version, now, *columns
+    )
+    return {row["customer_id"]: Earned(row["entry_id"], row["lot_id"], row["balance"]) for row in rows}
 
 
 async def consume(

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import msgspec
 
-from loyalty.repository import Connection
+from loyalty.repository import Connection, unnest_columns
 
 
 class MemberRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,10 +47,15 @@ RETURNING store_id, customer_id, email, first_name, last_name, birthday, marketi
 # holds its lock, as SELECT … FOR UPDATE would: one round trip instead of lock, upsert, lock again.
 _NEWER = """(m.erased_at IS NULL AND EXCLUDED.source_updated_at IS NOT NULL
        AND (m.source_updated_at IS NULL OR EXCLUDED.source_updated_at >= m.source_updated_at))"""
+# Members in key order (the lock order of every multi-member change), so two batches never deadlock.
 _UPSERT_LOCKED = f"""
 INSERT INTO members AS m (store_id, customer_id, email, first_name, last_name, birthday, marketing_consent,
                           source_updated_at, tier_code, tier_since)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+SELECT $1, c.customer_id, c.email, c.first_name, c.last_name, c.birthday, c.marketing_consent,
+       c.source_updated_at, $9, $10
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::date[], $7::bool[], $8::timestamptz[])
+    AS c (customer_id, email, first_name, last_name, birthday, marketing_consent, source_updated_at)
+ORDER BY c.customer_id
 ON CONFLICT (store_id, customer_id) DO UPDATE SET
     email = CASE WHEN {_NEWER} THEN EXCLUDED.email ELSE m.email END,
     first_name = CASE WHEN {_NEWER} THEN EXCLUDED.first_name ELSE m.first_name END,
@@ -115,35 +120,29 @@ async def upsert_profile(
     return row is not None
 
 
+class MemberSnapshot(msgspec.Struct, frozen=True):
+    """A member as an order or a platform describes them; `source_updated_at` says how new."""
+
+    customer_id: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    birthday: date | None
+    marketing_consent: bool
+    source_updated_at: datetime | None
+
+
 async def upsert_locked(
-    conn: Connection,
-    *,
-    store_id: str,
-    customer_id: str,
-    email: str | None,
-    first_name: str | None,
-    last_name: str | None,
-    birthday: date | None,
-    marketing_consent: bool,
-    source_updated_at: datetime | None,
-    tier_code: str,
-    now: datetime,
-) -> MemberRow:
-    """The member, row-locked: created from this snapshot if new, else updated only by a newer one."""
-    row = await conn.fetchrow(
-        _UPSERT_LOCKED,
-        store_id,
-        customer_id,
-        email,
-        first_name,
-        last_name,
-        birthday,
-        marketing_consent,
-        source_updated_at,
-        tier_code,
-        now,
+    conn: Connection, *, store_id: str, members: Sequence[MemberSnapshot], tier_code: str, now: datetime
+) -> dict[str, MemberRow]:
+    """The members by id, row-locked (in key order): each created from its snapshot (on
+    `tier_code`) if new, else updated only by a newer snapshot. Ids must be distinct."""
+    columns = unnest_columns(
+        [msgspec.structs.astuple(member) for member in members], len(MemberSnapshot.__struct_fields__)
     )
-    return msgspec.convert(row, MemberRow, from_attributes=True)
+    rows = await conn.fetch(_UPSERT_LOCKED, store_id, *columns, tier_code, now)
+    found = msgspec.convert(rows, list[MemberRow], from_attributes=True)
+    return {member.customer_id: member for member in found}
 
 
 async def lock(conn: Connection, *, store_id: str, customer_id: str) -> MemberRow | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from loyalty.repository import Connection
+from loyalty.repository import Connection, unnest_columns
 
 
 class OrderRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,48 +49,64 @@ class ParkedEvent(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
-# A paid order in one statement: the order once (nothing else when it is already known), its
-# lines, catalogue rows for products no product event has described yet (kept as the line says),
-# and the member's order count (the caller holds the member's lock). It also says whether events
-# wait parked for the order: the caller holds the order's key lock, taken in an earlier statement,
-# so this statement's snapshot sees every park committed before it, and a later one waits for
-# this transaction and then finds the order. Parameters: $1-$12 the order's columns, $13-$21 the
-# line columns.
+# Paid orders in one statement: each order once (nothing else for one already known), its lines,
+# catalogue rows for products no product event has described yet (kept as the line says), and the
+# members' order counts (the caller holds the members' locks). It also says, per order, whether
+# events wait parked for it: the caller holds the orders' key locks, taken in an earlier statement,
+# so this statement's snapshot sees every park committed before it, and a later one waits for this
+# transaction and then finds the order. Rows go in key order (orders, products), so concurrent
+# batches wait for each other's uncommitted keys in one direction only. Parameters: $1 the store,
+# $2 the program version, $3 awarded, $4-$12 the orders' columns, $13-$22 the lines' columns.
 _INSERT_PAID = """
-WITH new_order AS (
+WITH paid AS (
+    SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+                         $9::timestamptz[], $10::bigint[], $11::bigint[], $12::text[])
+        AS o (order_id, customer_id, currency, subtotal, total, placed_at, micro_points, points, tier_code)
+),
+new_order AS (
     INSERT INTO orders (store_id, order_id, customer_id, currency, subtotal, total, placed_at,
                         micro_points, points, program_version, tier_code, awarded)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    SELECT $1, order_id, customer_id, currency, subtotal, total, placed_at, micro_points, points, $2,
+           tier_code, $3
+    FROM paid
+    ORDER BY order_id
     ON CONFLICT (store_id, order_id) DO NOTHING
-    RETURNING order_id
+    RETURNING order_id, customer_id
 ),
 line AS (
-    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::int[],
-                         $19::bigint[], $20::bigint[], $21::bigint[])
-        AS l (line_id, product_id, sku, title, category, quantity, unit_price, discount, micro_points)
+    SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                         $19::int[], $20::bigint[], $21::bigint[], $22::bigint[])
+        AS l (order_id, line_id, product_id, sku, title, category, quantity, unit_price, discount,
+              micro_points)
 ),
 new_lines AS (
     INSERT INTO order_lines (store_id, order_id, line_id, product_id, sku, title, category, quantity,
                              unit_price, discount, micro_points)
-    SELECT $1, new_order.order_id, line.line_id, line.product_id, line.sku, line.title, line.category,
+    SELECT $1, line.order_id, line.line_id, line.product_id, line.sku, line.title, line.category,
            line.quantity, line.unit_price, line.discount, line.micro_points
-    FROM new_order, line
+    FROM line JOIN new_order USING (order_id)
 ),
 new_products AS (
     INSERT INTO products (store_id, product_id, title, category, price)
     SELECT DISTINCT ON (line.product_id) $1, line.product_id, line.title, line.category, line.unit_price
-    FROM new_order, line
+    FROM line JOIN new_order USING (order_id)
     WHERE line.product_id IS NOT NULL
+    ORDER BY line.product_id
     ON CONFLICT (store_id, product_id) DO NOTHING
 ),
 counted AS (
-    UPDATE members SET orders_count = orders_count + 1, updated_at = now()
-    WHERE store_id = $1 AND customer_id = $3 AND EXISTS (SELECT FROM new_order)
+    UPDATE members m SET orders_count = m.orders_count + 1, updated_at = now()
+    FROM new_order
+    WHERE m.store_id = $1 AND m.customer_id = new_order.customer_id
 )
-SELECT EXISTS (SELECT FROM new_order) AS inserted,
-       EXISTS (SELECT FROM parked_events WHERE store_id = $1 AND order_id = $2) AS parked
+SELECT paid.order_id, new_order.order_id IS NOT NULL AS inserted,
+       EXISTS (SELECT FROM parked_events p WHERE p.store_id = $1 AND p.order_id = paid.order_id) AS parked
+FROM paid LEFT JOIN new_order USING (order_id)
 """
-_LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))"
+# In the order given (callers sort): see loyalty.repository.programs._SELECT_LIVE_LOCKING_ORDERS.
+_LOCK_KEYS = """
+SELECT count(pg_advisory_xact_lock(hashtextextended($1 || '/' || key, 0))) FROM unnest($2::text[]) AS key
+"""
 _ORDER_CUSTOMER = "SELECT customer_id FROM orders WHERE store_id = $1 AND order_id = $2"
 _LOCK_ORDER = """
 SELECT order_id, customer_id, currency, subtotal, total, placed_at, status, refunded, micro_points, points,
@@ -142,57 +159,6 @@ RETURNING parked_id, event_type, payload
 """
 
 
-class PaidInsert(msgspec.Struct, frozen=True):
-    inserted: bool
-    """False when the order was already known: nothing was written."""
-    parked: bool
-    """Events wait parked for this order."""
-
-
-async def insert_paid(
-    conn: Connection,
-    *,
-    store_id: str,
-    order_id: str,
-    customer_id: str,
-    currency: str,
-    subtotal: int,
-    total: int,
-    placed_at: datetime,
-    micro_points: int,
-    points: int,
-    program_version: int | None,
-    tier_code: str,
-    awarded: bool,
-    lines: list[NewLine],
-) -> PaidInsert:
-    """Insert a paid order with its lines, new products and the member's count, once.
-
-    The caller holds the order's key lock (from an earlier statement) and the member's lock.
-    """
-    columns: list[tuple[Any, ...]] = [() for _ in NewLine.__struct_fields__]
-    if lines:
-        columns = list(zip(*(msgspec.structs.astuple(line) for line in lines), strict=True))
-    row = await conn.fetchrow(
-        _INSERT_PAID,
-        store_id,
-        order_id,
-        customer_id,
-        currency,
-        subtotal,
-        total,
-        placed_at,
-        micro_points,
-        points,
-        program_version,
-        tier_code,
-        awarded,
-        *columns,
-    )
-    assert row is not None
-    return PaidInsert(row["inserted"], row["parked"])
-
-
 class NewLine(msgspec.Struct, frozen=True):
     line_id: str
     product_id: str | None
@@ -205,9 +171,58 @@ class NewLine(msgspec.Struct, frozen=True):
     micro_points: int
 
 
-async def lock_order_key(conn: Connection, *, store_id: str, order_id: str) -> None:
-    """A transaction lock on an order id, held whether or not the order exists yet."""
-    await conn.execute(_LOCK_KEY, store_id, order_id)
+class PaidInsert(msgspec.Struct, frozen=True):
+    inserted: bool
+    """False when the order was already known: nothing was written."""
+    parked: bool
+    """Events wait parked for this order."""
+
+
+class NewOrder(msgspec.Struct, frozen=True, kw_only=True):
+    order_id: str
+    customer_id: str
+    currency: str
+    subtotal: int
+    total: int
+    placed_at: datetime
+    micro_points: int
+    points: int
+    tier_code: str
+    lines: list[NewLine]
+
+
+_ORDER_COLUMNS = tuple(field for field in NewOrder.__struct_fields__ if field != "lines")
+
+
+async def insert_paid(
+    conn: Connection,
+    *,
+    store_id: str,
+    program_version: int | None,
+    awarded: bool,
+    orders: Sequence[NewOrder],
+) -> dict[str, PaidInsert]:
+    """Insert paid orders with their lines, new products and their members' counts, each order once;
+    by order id. Order ids and customer ids must be distinct.
+
+    The caller holds the orders' key locks (from an earlier statement) and the members' locks.
+    """
+    order_rows = [tuple(getattr(order, field) for field in _ORDER_COLUMNS) for order in orders]
+    line_rows = [(order.order_id, *msgspec.structs.astuple(line)) for order in orders for line in order.lines]
+    rows = await conn.fetch(
+        _INSERT_PAID,
+        store_id,
+        program_version,
+        awarded,
+        *unnest_columns(order_rows, len(_ORDER_COLUMNS)),
+        *unnest_columns(line_rows, len(NewLine.__struct_fields__) + 1),
+    )
+    return {row["order_id"]: PaidInsert(row["inserted"], row["parked"]) for row in rows}
+
+
+async def lock_order_keys(conn: Connection, *, store_id: str, order_ids: Sequence[str]) -> None:
+    """Transaction locks on order ids (in sorted order), held whether or not the orders exist yet."""
+    await conn.execute(_LOCK_KEYS, store_id, sorted(set(order_ids)))
 
 
 async def order_customer(conn: Connection, *, store_id: str, order_id: str) -> str | None:

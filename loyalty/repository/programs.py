@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -18,13 +19,14 @@ FROM stores s
 LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
 WHERE s.store_id = $1
 """
-# The same, taking an order's key lock (the expression of orders._LOCK_KEY) on the way: ingestion
-# of an order event needs both first, and one round trip serves. In the select list, so it is
-# evaluated for the one row (no store: no lock, and NotFound anyway); held before any later
-# statement of the transaction starts, which is what the order's lock protocol relies on.
-_SELECT_LIVE_LOCKING_ORDER = """
+# The same, taking orders' key locks (the expression of orders._LOCK_KEY) on the way, in the order
+# given: ingestion of order events needs both first, and one round trip serves. Evaluated for the
+# one stores row (no store: no lock, and NotFound anyway); held before any later statement of the
+# transaction starts, which is what the orders' lock protocol relies on.
+_SELECT_LIVE_LOCKING_ORDERS = """
 SELECT s.program_version AS version, p.xmin::text AS token,
-       pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0)) AS order_key
+       (SELECT count(pg_advisory_xact_lock(hashtextextended($1 || '/' || key, 0)))
+        FROM unnest($2::text[]) AS key) AS order_keys
 FROM stores s
 LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
 WHERE s.store_id = $1
@@ -76,15 +78,16 @@ class LiveVersion(msgspec.Struct, frozen=True, kw_only=True):
     """Identifies the programs row (None for version 0)."""
 
 
-async def live(conn: Connection, *, store_id: str, lock_order: str | None = None) -> LiveVersion | None:
+async def live(conn: Connection, *, store_id: str, lock_orders: Sequence[str] = ()) -> LiveVersion | None:
     """The store's live version and its row token, in one primary-key lookup each; None: no store.
 
-    With `lock_order`, also takes that order's key lock (`orders.lock_order_key`) first.
+    With `lock_orders`, also takes those orders' key locks (`orders.lock_order_keys`) first, in
+    sorted order: two transactions locking several orders each never wait on each other in a cycle.
     """
-    if lock_order is None:
-        row = await conn.fetchrow(_SELECT_LIVE, store_id)
+    if lock_orders:
+        row = await conn.fetchrow(_SELECT_LIVE_LOCKING_ORDERS, store_id, sorted(set(lock_orders)))
     else:
-        row = await conn.fetchrow(_SELECT_LIVE_LOCKING_ORDER, store_id, lock_order)
+        row = await conn.fetchrow(_SELECT_LIVE, store_id)
     return None if row is None else msgspec.convert(row, LiveVersion, from_attributes=True)
 
 

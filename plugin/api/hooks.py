@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, ParamSpec
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import msgspec
 from litestar import Request, post
@@ -20,10 +20,10 @@ from litestar.params import FromPath, RawBody
 
 from hooks import inbox, platforms, shopify, signing, woocommerce
 from hooks.inbound import Ignored
+from hooks.inbox import PaidDelivery
 from loyalty.errors import NotFound
-from loyalty.events import MalformedEvent, decode_envelope
+from loyalty.events import Event, MalformedEvent, OrderPaid, decode_envelope
 from loyalty.repository import Connection
-from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
 from plugin import metrics
 from plugin.auth import webhook
@@ -45,6 +45,7 @@ class HookResult(msgspec.Struct, kw_only=True):
 
 
 _P = ParamSpec("_P")
+T = TypeVar("T")
 
 
 def _webhook(
@@ -77,94 +78,127 @@ def _webhook(
     return decorate
 
 
-async def _store(conn: Connection, store_id: str) -> StoreRow:
-    store = await stores_repo.get_store(conn, store_id=store_id)
-    if store is None:
-        raise NotFound(f"no store {store_id}")
-    return store
-
-
-@_webhook("standard", summary="Standard Webhooks inbound events")
-async def standard(
-    request: Request[Any, Any, Any],
-    body: RawBody,
-    store_id: FromPath[str],
-    conn: NamedDependency[Connection],
-    runtime: NamedDependency[Runtime],
-) -> HookResult:
-    """Canonical events (`order.paid`, `order.refunded`, `order.cancelled`, `customer.upserted`,
-    `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
-    is checked before the body is parsed; a bad one is 401 and nothing is written."""
+async def _verified_store(
+    conn: Connection,
+    runtime: Runtime,
+    store_id: str,
+    platform: platforms.Signer,
+    check: Callable[[list[str]], T],
+) -> tuple[StoreRow, T]:
+    """The store (kept a few seconds) and what `check` returned for its secret: the current one,
+    then during a rotation the previous one. A store row from the cache may predate a rotation, so
+    a signature it rejects is checked once more against the row as it is now."""
     store, cached = await runtime.hook_stores.get(conn, store_id)
     if store is None:
         raise NotFound(f"no store {store_id}")
     now = runtime.clock()
-
-    def check(secrets: list[str]) -> str:
-        return signing.verify(secrets[0], headers=request.headers, body=body, now=now.timestamp())
-
     try:
-        # The current secret, then (during a rotation) the previous one.
-        event_id = await platforms.verify(conn, store=store, platform="standard", check=check, now=now)
+        return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
     except signing.InvalidSignature:
         if not cached:
             raise
-        # The secret may have been rotated since the row was cached: check once with the current one.
         store, _ = await runtime.hook_stores.get(conn, store_id, fresh=True)
         if store is None:
             raise NotFound(f"no store {store_id}") from None
-        event_id = check([store.webhook_secret])
+        return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
+
+
+async def _receive(
+    runtime: Runtime,
+    *,
+    store: StoreRow,
+    source: str,
+    event_id: str,
+    event_type: str,
+    event: Event,
+    delivery_id: str | None = None,
+) -> inbox.Status:
+    """Apply one event: a paid order with the deliveries arriving beside it (`PaidOrderBatches`),
+    anything else in a transaction of its own."""
+    now = runtime.clock()
+    if isinstance(event, OrderPaid):
+        delivery = PaidDelivery(source, event_id, event_type, event, delivery_id)
+        return await runtime.paid_orders.receive(store=store, delivery=delivery, now=now)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        return await inbox.receive(
+            conn,
+            store=store,
+            source=source,
+            event_id=event_id,
+            event_type=event_type,
+            event=event,
+            now=now,
+            delivery_id=delivery_id,
+        )
+
+
+@_webhook("standard", summary="Standard Webhooks inbound events")
+async def standard(
+    request: Request[Any, Any, Any], body: RawBody, store_id: FromPath[str], runtime: NamedDependency[Runtime]
+) -> HookResult:
+    """Canonical events (`order.paid`, `order.refunded`, `order.cancelled`, `customer.upserted`,
+    `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
+    is checked before the body is parsed; a bad one is 401 and nothing is written."""
+    now = runtime.clock().timestamp()
+    async with runtime.pool.acquire() as conn:
+        store, event_id = await _verified_store(
+            conn,
+            runtime,
+            store_id,
+            "standard",
+            lambda secrets: signing.verify(secrets[0], headers=request.headers, body=body, now=now),
+        )
     event_type, event = decode_envelope(body)
-    outcome = await inbox.receive(
-        conn, store=store, source="standard", event_id=event_id, event_type=event_type, event=event, now=now
+    status = await _receive(
+        runtime, store=store, source="standard", event_id=event_id, event_type=event_type, event=event
     )
-    return HookResult(status=outcome)
+    return HookResult(status=status)
 
 
 @_webhook("shopify", summary="Shopify webhooks")
 async def shopify_hook(
-    request: Request[Any, Any, Any],
-    body: RawBody,
-    store_id: FromPath[str],
-    conn: NamedDependency[Connection],
-    runtime: NamedDependency[Runtime],
+    request: Request[Any, Any, Any], body: RawBody, store_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> HookResult:
     """Shopify's `orders/paid`, `orders/cancelled`, `refunds/create`, `customers/create|update` and
     `products/create|update`, verified by `X-Shopify-Hmac-Sha256` with the store's Shopify secret.
     Deduplicated by `X-Shopify-Event-Id` with `X-Shopify-Topic`; an order is credited once however
     often it is announced. Other topics are acknowledged and ignored."""
     headers = request.headers
-    store = await _store(conn, store_id)
-    now = runtime.clock()
     signature = headers.get(shopify.SIGNATURE_HEADER)
-    await platforms.verify(
-        conn,
-        store=store,
-        platform="shopify",
-        check=lambda secrets: shopify.verify(secrets, body=body, signature=signature),
-        now=now,
-    )
-    topic = headers.get(shopify.TOPIC_HEADER)
-    if not topic:
-        raise MalformedEvent(f"the {shopify.TOPIC_HEADER} header is required")
-    key, delivery_id = shopify.inbox_key(headers, body)
-    translated = shopify.translate(topic, body, store_currency=store.currency)
-    if isinstance(translated, Ignored):
-        log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
-        if topic not in shopify.TOPICS:
-            return HookResult(status="ignored")
-        status = await inbox.ignore(
-            conn, store=store, source="shopify", event_id=key, event_type=topic, delivery_id=delivery_id
+    async with runtime.pool.acquire() as conn:
+        store, _ = await _verified_store(
+            conn,
+            runtime,
+            store_id,
+            "shopify",
+            lambda secrets: shopify.verify(secrets, body=body, signature=signature),
         )
-        return HookResult(status=status)
-    status = await inbox.receive(
-        conn,
+        topic = headers.get(shopify.TOPIC_HEADER)
+        if not topic:
+            raise MalformedEvent(f"the {shopify.TOPIC_HEADER} header is required")
+        key, delivery_id = shopify.inbox_key(headers, body)
+        translated = shopify.translate(topic, body, store_currency=store.currency)
+        if isinstance(translated, Ignored):
+            log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
+            if topic not in shopify.TOPICS:
+                return HookResult(status="ignored")
+            async with conn.transaction():
+                status = await inbox.ignore(
+                    conn,
+                    store=store,
+                    source="shopify",
+                    event_id=key,
+                    event_type=topic,
+                    delivery_id=delivery_id,
+                )
+            return HookResult(status=status)
+    status = await _receive(
+        runtime,
         store=store,
         source="shopify",
         event_id=key,
         event_type=translated.event_type,
         event=translated.event,
-        now=now,
         delivery_id=delivery_id,
     )
     return HookResult(status=status)
@@ -172,11 +206,7 @@ async def shopify_hook(
 
 @_webhook("woocommerce", summary="WooCommerce webhooks")
 async def woocommerce_hook(
-    request: Request[Any, Any, Any],
-    body: RawBody,
-    store_id: FromPath[str],
-    conn: NamedDependency[Connection],
-    runtime: NamedDependency[Runtime],
+    request: Request[Any, Any, Any], body: RawBody, store_id: FromPath[str], runtime: NamedDependency[Runtime]
 ) -> HookResult:
     """WooCommerce's `order.created|updated`, `customer.created|updated` and
     `product.created|updated`, verified by `X-WC-Webhook-Signature` with the store's WooCommerce
@@ -184,32 +214,48 @@ async def woocommerce_hook(
     once per refund in its `refunds`, cancelled once, whichever deliveries carry them. The ping
     WooCommerce sends when a webhook is saved is answered 200."""
     headers = request.headers
-    store = await _store(conn, store_id)
-    if woocommerce.is_ping(headers, body):
-        return HookResult(status="ignored")
-    now = runtime.clock()
     signature = headers.get(woocommerce.SIGNATURE_HEADER)
-    await platforms.verify(
-        conn,
-        store=store,
-        platform="woocommerce",
-        check=lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
-        now=now,
-    )
-    topic = headers.get(woocommerce.TOPIC_HEADER)
-    if not topic:
-        raise MalformedEvent(f"the {woocommerce.TOPIC_HEADER} header is required")
+    async with runtime.pool.acquire() as conn:
+        if woocommerce.is_ping(headers, body):
+            store, _ = await runtime.hook_stores.get(conn, store_id)
+            if store is None:
+                raise NotFound(f"no store {store_id}")
+            return HookResult(status="ignored")
+        store, _ = await _verified_store(
+            conn,
+            runtime,
+            store_id,
+            "woocommerce",
+            lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
+        )
+        topic = headers.get(woocommerce.TOPIC_HEADER)
+        if not topic:
+            raise MalformedEvent(f"the {woocommerce.TOPIC_HEADER} header is required")
     translated = woocommerce.translate(topic, body, store_currency=store.currency)
     if isinstance(translated, Ignored):
         # No inbox row: a snapshot that implies nothing has no fact to key it by.
         log.info("woocommerce %s for store %s ignored: %s", topic, store_id, translated.reason)
         return HookResult(status="ignored")
-    status = await inbox.receive_all(
-        conn,
-        store=store,
-        source="woocommerce",
-        events=translated,
-        now=now,
-        delivery_id=headers.get(woocommerce.DELIVERY_ID_HEADER),
-    )
+    delivery_id = headers.get(woocommerce.DELIVERY_ID_HEADER)
+    if len(translated) == 1:
+        (only,) = translated
+        status = await _receive(
+            runtime,
+            store=store,
+            source="woocommerce",
+            event_id=only.key,
+            event_type=only.event_type,
+            event=only.event,
+            delivery_id=delivery_id,
+        )
+        return HookResult(status=status)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        status = await inbox.receive_all(
+            conn,
+            store=store,
+            source="woocommerce",
+            events=translated,
+            now=runtime.clock(),
+            delivery_id=delivery_id,
+        )
     return HookResult(status=status)

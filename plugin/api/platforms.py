@@ -9,6 +9,7 @@ from litestar.params import FromPath, JSONBody
 
 from hooks import platforms
 from hooks.platforms import PlatformSecretRotated, PlatformSecretRotation, WooCommerceApi, WooCommerceApiSaved
+from hooks.store_cache import publish_change
 from loyalty.repository import Connection
 from plugin.auth import EXCLUDE_FROM_AUTH, operator_guard
 from plugin.runtime import Runtime
@@ -23,7 +24,6 @@ class PlatformController(Controller):
     @post("/platform-secrets", status_code=200, summary="Rotate a platform's webhook secret")
     async def rotate_secret(
         self,
-        conn: NamedDependency[Connection],
         runtime: NamedDependency[Runtime],
         store_id: FromPath[str],
         data: JSONBody[PlatformSecretRotation],
@@ -32,7 +32,14 @@ class PlatformController(Controller):
         `grace_seconds` (default 48 hours, 0 for not at all), so nothing signed before the switch
         is refused. At most two secrets are valid at any time. `standard` rotates the store's
         `whsec_` secret (Patron makes the new one unless given, and shows it only here)."""
-        return await platforms.rotate_secret(conn, store_id=store_id, rotation=data, now=runtime.clock())
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            rotated = await platforms.rotate_secret(
+                conn, store_id=store_id, rotation=data, now=runtime.clock()
+            )
+        # Committed: a row any process reads from now on has the new secrets.
+        runtime.hook_stores.evict(store_id)
+        await publish_change(runtime.redis, store_id)
+        return rotated
 
     @put("/platform-api/woocommerce", summary="Set WooCommerce REST credentials")
     async def set_woocommerce_api(

@@ -264,7 +264,9 @@ async def bench(args: argparse.Namespace) -> int:
             patron = running[args.servers[0], "patron"]
             redis = Redis.from_url(urls["redis"])
             stack.push_async_callback(redis.aclose)
-            context = BenchContext(store=await _create_store(patron), patron=patron, redis=redis)
+            context = BenchContext(
+                store=await _create_store(patron), patron=patron, redis=redis, database_url=urls["database"]
+            )
             stack.push_async_callback(_forget, redis, context)
             for scenario in scenarios:
                 if scenario.prepare is not None:

@@ -109,18 +109,26 @@ async def run(scenario_name: str, requests: int, warmup: int, profile: Path | No
             shutdown = await _lifespan(app)
             redis = Redis.from_url(urls["redis"])
             try:
-                await _measure(app, redis, SCENARIOS[scenario_name], requests, warmup, profile)
+                await _measure(
+                    app, redis, urls["database"], SCENARIOS[scenario_name], requests, warmup, profile
+                )
             finally:
                 await redis.aclose()
                 await shutdown()
 
 
 async def _measure(
-    app: Any, redis: Redis, scenario: Scenario, requests: int, warmup: int, profile: Path | None
+    app: Any,
+    redis: Redis,
+    database_url: str,
+    scenario: Scenario,
+    requests: int,
+    warmup: int,
+    profile: Path | None,
 ) -> None:
     store = msgspec.json.decode(await _request(app, _store_request()), type=StoreCreated)
     # No set-up call goes through a server here: the scenarios that need one (`prepare`) are not run.
-    context = BenchContext(store=store, patron=None, redis=redis)  # type: ignore[arg-type]
+    context = BenchContext(store=store, patron=None, redis=redis, database_url=database_url)  # type: ignore[arg-type]
     bodies = scenario.patron(context)[: warmup + requests]
     if len(bodies) < warmup + requests:
         raise SystemExit(f"the scenario builds {len(bodies)} requests; ask for fewer")

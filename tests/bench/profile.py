@@ -59,8 +59,8 @@ async def _setup(runtime: Runtime) -> tuple[str, str]:
             conn, StoreCreate(name="bench", currency="EUR", timezone="Europe/Berlin")
         )
         program = await programs.live_program(conn, store_id=created.store_id)
-        await members.lock_from_order(
-            conn, store_id=created.store_id, customer=Customer(customer_id="c1"), program=program, now=now
+        await members.lock_from_orders(
+            conn, store_id=created.store_id, customers=[Customer(customer_id="c1")], program=program, now=now
         )
     return created.store_id, "c1"
 
