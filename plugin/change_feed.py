@@ -61,6 +61,9 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
                         while (notified := await queue.get()) is not None:
                             store_id, customer_id, version = notified.split("\t")
                             await runtime.redis.publish(redis_channel(store_id, customer_id), version)
+                            if asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                                # redis-py can swallow a cancellation that arrives mid-command.
+                                raise asyncio.CancelledError
                         log.warning("member change relay lost its connection; starting over")
                     finally:
                         # Pooled connections are released without a reset (plugin/database.py). On a

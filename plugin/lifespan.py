@@ -78,6 +78,16 @@ async def run_worker(runtime: Runtime) -> AsyncIterator[None]:
         await task
 
 
+STOP_SECONDS = 5.0
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=STOP_SECONDS)
+    if not done:
+        log.warning("%s did not stop within %g s; leaving it", task.get_coro(), STOP_SECONDS)
+
+
 def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]:
     @contextlib.asynccontextmanager
     async def patron_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -85,13 +95,16 @@ def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]
             app.state.patron = runtime
             # Counts of the last moments reach Redis (other replicas go on limiting with them).
             stack.push_async_callback(lambda: runtime.limits.aclose())
-            revocations = asyncio.create_task(runtime.keys.follow_revocations(runtime.redis))
-            stack.callback(revocations.cancel)
-            store_changes = asyncio.create_task(runtime.hook_stores.follow_changes(runtime.redis))
-            stack.callback(store_changes.cancel)
-            # Every process offers to relay member changes to Redis; one (holding the lock) does.
-            changes = asyncio.create_task(change_feed.relay(runtime))
-            stack.callback(changes.cancel)
+            # Followers of Redis and PostgreSQL feeds, stopped and awaited on the way out, so their
+            # connections are closed while the event loop still runs.
+            followers = [
+                runtime.keys.follow_revocations(runtime.redis),
+                runtime.hook_stores.follow_changes(runtime.redis),
+                # Every process offers to relay member changes to Redis; one (holding the lock) does.
+                change_feed.relay(runtime),
+            ]
+            for follower in followers:
+                stack.push_async_callback(_stop, asyncio.create_task(follower))
             if settings.worker:
                 await stack.enter_async_context(run_worker(runtime))
             yield

@@ -61,20 +61,31 @@ evaluated AS (
 )
 """
 
-# The guard on tier_code and below_since makes each row a compare-and-set: a member a concurrent
-# transaction changed after this statement's snapshot keeps that (fresher) evaluation.
+# The members to change are locked first, in key order, as every multi-member change locks them
+# (ingestion batches, expiry): a store-wide pass and a batch of orders never wait on each other in
+# a cycle. The guard on tier_code and below_since makes each row a compare-and-set: a member a
+# concurrent transaction changed after this statement's snapshot keeps that (fresher) evaluation.
 _APPLY = """
-, updated AS (
+, changing AS (
+    SELECT customer_id, from_tier, to_tier, transition, metric, old_below_since, new_below_since
+    FROM evaluated
+    WHERE transition IS NOT NULL OR new_below_since IS DISTINCT FROM old_below_since
+),
+locked AS (
+    SELECT m.customer_id FROM members m JOIN changing c USING (customer_id)
+    WHERE m.store_id = $1::text
+    ORDER BY m.customer_id
+    FOR NO KEY UPDATE OF m
+),
+updated AS (
     UPDATE members m
     SET tier_code = e.to_tier,
         tier_since = CASE WHEN e.transition IS NULL THEN m.tier_since ELSE $2::timestamptz END,
         below_since = e.new_below_since,
         updated_at = CASE WHEN e.transition IS NULL THEN m.updated_at ELSE $2::timestamptz END
-    FROM evaluated e
+    FROM changing e JOIN locked USING (customer_id)
     WHERE m.store_id = $1::text AND m.customer_id = e.customer_id
-      AND (e.transition IS NOT NULL OR e.new_below_since IS DISTINCT FROM e.old_below_since)
       AND m.tier_code = e.from_tier AND m.below_since IS NOT DISTINCT FROM e.old_below_since
-      {members_filter}
     RETURNING e.customer_id, e.from_tier, e.to_tier, e.transition, e.metric
 ),
 changes AS (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from loyalty.program import Level, Program, default_program
 from loyalty.repository import Connection
 from loyalty.stores import StoreCreated
 from loyalty.tiers import evaluate, progress, target_level
+from tests.conftest import eventually
 from tests.sql_rows import insert_member, insert_order, tier_of
 
 NOW = datetime(2025, 6, 1, 12, tzinfo=UTC)
@@ -264,3 +266,40 @@ class TestEvaluation:
         for cid, result in expected.items():
             tier, _, below = await tier_of(conn, sid, cid)
             assert (tier, below) == (result.tier_code, result.below_since), cid
+
+
+async def test_a_store_wide_pass_locks_the_members_it_changes_in_key_order(
+    pool: asyncpg.Pool, store: StoreCreated
+) -> None:
+    # Ingestion batches lock their members in key order; a pass locking them in any other order
+    # (its plan's: here they were written in reverse) could deadlock with one.
+    sid = store.store_id
+    customers = [f"m{n:02}" for n in range(20)]
+    async with pool.acquire() as conn:
+        for customer_id in reversed(customers):
+            await insert_member(conn, sid, customer_id)
+            await insert_order(conn, sid, customer_id, subtotal=60_000, placed_at=NOW - DAY)
+    async with pool.acquire() as holder, pool.acquire() as passing, pool.acquire() as probe:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT 1 FROM members WHERE store_id = $1 AND customer_id = 'm00' FOR UPDATE", sid
+            )
+            pid = await passing.fetchval("SELECT pg_backend_pid()")
+
+            async def store_wide() -> list[str]:
+                async with passing.transaction():
+                    return await reevaluate(passing, sid, make_program())
+
+            task = asyncio.create_task(store_wide())
+            assert await eventually(
+                lambda: probe.fetchval("SELECT cardinality(pg_blocking_pids($1)) > 0", pid)
+            )
+            # Waiting for the first member, the pass holds no lock on any other.
+            async with probe.transaction():
+                locked = await probe.fetch(
+                    "SELECT customer_id FROM members WHERE store_id = $1 AND customer_id <> 'm00' "
+                    "FOR UPDATE NOWAIT",
+                    sid,
+                )
+            assert len(locked) == len(customers) - 1
+        assert await task == [f"{customer_id}:member>silver" for customer_id in customers]
