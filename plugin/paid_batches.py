@@ -31,6 +31,7 @@ import asyncpg
 from hooks import inbox
 from hooks.inbox import PaidDelivery, Status
 from loyalty.repository.stores import StoreRow
+from plugin import metrics
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class PaidOrderBatches:
             for pending in batch:
                 await self._apply([pending])
             return
+        metrics.paid_orders_batched(len(batch))
         for pending, status in zip(batch, statuses, strict=True):
             _answer(pending, status)
 

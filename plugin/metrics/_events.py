@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from hooks.delivery import Settled
 from hooks.inbox import Status
@@ -38,6 +38,12 @@ CACHE_READS = Counter(
     "Reads of the Redis caches by result: profile hit, miss or stale; recommendations member, "
     "cold_start or empty",
     ("cache", "result"),
+)
+
+PAID_ORDER_BATCHES = Histogram(
+    "patron_paid_order_batch_size",
+    "Paid orders applied per transaction: deliveries arriving together share one (plugin/paid_batches.py)",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 
 PLATFORMS = ("standard", "shopify", "woocommerce")
@@ -72,6 +78,11 @@ def webhook_received(platform: str, status: str) -> None:
 def webhook_rejected(platform: str, reason: str) -> None:
     """A delivery answered with an error; `reason` is the problem code (invalid-signature, …)."""
     WEBHOOKS.labels(platform, "rejected", reason).inc()
+
+
+def paid_orders_batched(orders: int) -> None:
+    """A batch of `orders` paid orders was applied in one transaction."""
+    PAID_ORDER_BATCHES.observe(orders)
 
 
 def ledger_written(kind: str, entries: int) -> None:

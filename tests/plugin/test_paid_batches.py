@@ -18,6 +18,7 @@ from plugin.runtime import Runtime
 from tests.conftest import bearer
 from tests.events import make_customer, make_line, make_order, send, signed_headers
 from tests.members import check_invariants
+from tests.metrics import scrape
 
 Client = httpx.AsyncClient
 
@@ -45,12 +46,17 @@ async def test_concurrent_orders_share_batches_and_each_is_credited(
     client: Client, store: StoreCreated, runtime: Runtime, batches: list[list[str]]
 ) -> None:
     orders = [make_order(lines=[make_line(unit_price=2000)]) for _ in range(12)]
+    before = await scrape(client)
     answers = await asyncio.gather(*(send(client, store, "order.paid", order) for order in orders))
     assert statuses(answers) == ["applied"] * 12
     assert sorted(order_id for batch in batches for order_id in batch) == sorted(
         o["order_id"] for o in orders
     )
     assert len(batches) < len(orders)  # some were applied together
+    after = await scrape(client)
+    for series, grew in (("_count", len(batches)), ("_sum", len(orders))):
+        name = "patron_paid_order_batch_size" + series
+        assert after.value(name) - before.value(name) == grew
     async with runtime.pool.acquire() as conn:
         balances = await conn.fetch(
             "SELECT balance, orders_count FROM members WHERE store_id = $1 AND customer_id = ANY($2::text[])",
