@@ -58,9 +58,13 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
                     conn.add_termination_listener(on_lost)
                     await conn.add_listener(PG_CHANNEL, on_notify)
                     try:
-                        while (notified := await queue.get()) is not None:
-                            store_id, customer_id, version = notified.split("\t")
-                            await runtime.redis.publish(redis_channel(store_id, customer_id), version)
+                        while (pokes := await _waiting(queue)) is not None:
+                            # What arrived while the last ones were published goes in one round trip.
+                            async with runtime.redis.pipeline(transaction=False) as pipe:
+                                for poke in pokes:
+                                    store_id, customer_id, version = poke.split("\t")
+                                    pipe.publish(redis_channel(store_id, customer_id), version)
+                                await pipe.execute()
                             if asyncio.current_task().cancelling():  # type: ignore[union-attr]
                                 # redis-py can swallow a cancellation that arrives mid-command.
                                 raise asyncio.CancelledError
@@ -80,6 +84,16 @@ async def relay(runtime: Runtime, *, retry_seconds: float = 2.0) -> None:
         except Exception:
             log.warning("member change relay failed; retrying", exc_info=True)
             await asyncio.sleep(retry_seconds)
+
+
+async def _waiting(queue: asyncio.Queue[str | None]) -> list[str] | None:
+    """The notifications queued (at least one, waiting for it); None when the connection was lost."""
+    pokes = [await queue.get()]
+    while not queue.empty():
+        pokes.append(queue.get_nowait())
+    if None in pokes:
+        return None
+    return [poke for poke in pokes if poke is not None]
 
 
 async def _changes(runtime: Runtime, store_id: str, customer_id: str, since: int) -> list[Change]:
