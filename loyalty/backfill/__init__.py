@@ -15,7 +15,9 @@ conflict and the largest table needs no staging copy. Where the database role ma
 `session_replication_role` (a superuser, or PG 15+ `GRANT SET ON PARAMETER`) and nothing but that
 foreign key fires on `order_lines`, the COPY skips the per-line foreign-key check, which is
 redundant for rows whose orders this transaction has just inserted (more than half of the time
-otherwise). A chunk is written while the next one is decoded. Refunds and cancellations are
+otherwise). A chunk is written while the next one is decoded (the decoding yields to the write
+every few lines, so PostgreSQL is not kept waiting for its next statement); members this load has
+written already are not ensured again. Refunds and cancellations are
 staged and applied at the end, once every order is in; those of orders that earned points by
 webhooks go through the per-event path. No ledger entries are written: orders are
 `awarded = false` with 0 points.
@@ -30,7 +32,12 @@ their balances.
 Where it differs from sending the same events as webhooks, set-based: within a chunk, customer
 and product snapshots apply before the chunk's orders; a line without a category takes the
 catalogue's category as it stands at the end of the load. Either way, the members' tiers are
-re-evaluated against the live program at the end (`programs.reevaluate_store`, reason `backfill`).
+re-evaluated against the live program at the end (`programs.reevaluate_store`, reason `backfill`),
+planned without nested loops (see `without_nested_loops` in loyalty/repository/backfill.py).
+
+Where the time goes (1,000,000 order lines, tests/bench/RESULTS.md): PostgreSQL's COPY into
+`order_lines` (table and primary key) is about two thirds of the server's time; decoding and
+checking the JSON about half of the client's.
 """
 
 from __future__ import annotations
@@ -52,6 +59,10 @@ __all__ = ["SKIP_KEY_CHECK", "BackfillEvent", "BadLine", "Progress", "Summary", 
 SKIP_KEY_CHECK = True
 """Load lines without their per-row foreign-key check where that is allowed and safe (see
 `copy_lines` in loyalty/repository/backfill.py); the benchmark turns it off to compare."""
+
+YIELD_LINES = 16
+"""Lines decoded between two turns of the chunk being written: each of its statements waits for
+the next turn, so a long stretch of decoding leaves PostgreSQL idle (16 lines: about 1 ms)."""
 
 Progress = Callable[[int, int], None]
 """Called with (lines read, order lines loaded) after each chunk."""
@@ -85,7 +96,7 @@ async def load(
     try:
         for line_no, raw in enumerate(lines, start=1):
             summary.lines_read = line_no
-            if line_no % 256 == 0 and loader.writing:
+            if line_no % YIELD_LINES == 0 and loader.writing:
                 await asyncio.sleep(0)  # let the chunk being written send its rows
             if not raw.strip():
                 continue
@@ -100,9 +111,10 @@ async def load(
     except BaseException:
         await loader.abandon()
         raise
-    await programs.reevaluate_store(
-        conn, store_id=store.store_id, program=program, now=now, reason="backfill"
-    )
+    async with repo.without_nested_loops(conn):
+        await programs.reevaluate_store(
+            conn, store_id=store.store_id, program=program, now=now, reason="backfill"
+        )
     summary.customers = len(loader.customer_ids)
     summary.members_created = await repo.count_members(conn, store_id=store.store_id) - members_before
     summary.products = len(loader.product_ids)

@@ -52,7 +52,7 @@ def decode_line(raw: bytes, line_no: int) -> BackfillEvent:
     """One `{"type": ..., "data": ...}` line as its canonical event, checked as the webhook checks it."""
     try:
         event: BackfillEvent = _decoder.decode(raw).data
-        validate(event)
+        validate(event, raw)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise BadLine(line_no, str(exc)) from None
     except InvalidInput as exc:

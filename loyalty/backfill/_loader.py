@@ -6,14 +6,13 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from loyalty import orders
 from loyalty.backfill._decode import BackfillEvent, BadLine, OrderEvent, event_type
 from loyalty.errors import InvalidInput
-from loyalty.events import Customer, OrderCancelled, OrderPaid, OrderRefunded, ProductUpserted
+from loyalty.events import Customer, OrderCancelled, OrderLine, OrderPaid, OrderRefunded, ProductUpserted
 from loyalty.program import Program
 from loyalty.repository import Connection
 from loyalty.repository import backfill as repo
@@ -49,7 +48,7 @@ class Summary(msgspec.Struct, kw_only=True):
     seconds: float = 0.0
 
 
-_NewOrder = tuple[repo.OrderRecord, repo.MemberRecord, list[tuple[Any, ...]]]
+_NewOrder = tuple[repo.OrderRecord, repo.MemberRecord, list[OrderLine]]
 
 
 @dataclass
@@ -59,7 +58,7 @@ class _Batch:
     customers: list[repo.CustomerRecord] = field(default_factory=list)
     products: list[repo.ProductRecord] = field(default_factory=list)
     orders: dict[str, _NewOrder] = field(default_factory=dict)
-    """Set-based: the first order.paid of each order id, with its lines as COPY records."""
+    """Set-based: the first order.paid of each order id, with its lines."""
     events: list[tuple[int, OrderEvent]] = field(default_factory=list)
     """With `award`: order events to apply one by one, in line order."""
     lines: int = 0
@@ -79,6 +78,8 @@ class Loader:
     later: list[tuple[int, OrderRefunded | OrderCancelled]] = field(default_factory=list)
     """Set-based: refunds and cancellations, applied once every order is in."""
     customer_ids: set[str] = field(default_factory=set)
+    members_written: set[str] = field(default_factory=set)
+    """Customers whose member row this load has upserted or ensured: they exist from then on."""
     product_ids: set[str] = field(default_factory=set)
     line_products: list[tuple[str, str | None, str | None, int]] = field(default_factory=list)
     """Products first named by an order line: the catalogue keeps what the line says."""
@@ -126,19 +127,13 @@ class Loader:
         self.customer_ids.add(c.customer_id)
         if c.updated_at is not None:
             self._add_customer(line_no, c)  # a timed snapshot, as the per-event path applies it
-        for line in event.lines:
-            if line.category is None:
-                self.uncategorised = True
-            if line.product_id is not None and line.product_id not in self.product_ids:
-                self.product_ids.add(line.product_id)
-                self.line_products.append((line.product_id, line.title, line.category, line.unit_price))
+        self._note_products(event.lines)
         self.batch.lines += len(event.lines)
         if self.award:
             self.batch.events.append((line_no, event))
         elif event.order_id in self.batch.orders:
             self.summary.orders_known += 1
         else:
-            # The COPY records are built here, while the previous chunk is being written.
             order = (
                 event.order_id,
                 c.customer_id,
@@ -148,23 +143,21 @@ class Loader:
                 event.placed_at,
             )
             member = (c.customer_id, c.email, c.first_name, c.last_name, c.birthday, c.marketing_consent)
-            store_id, order_id = self.store_id, event.order_id
-            records = [
-                (
-                    ln.line_id,
-                    ln.product_id,
-                    ln.sku,
-                    ln.title,
-                    ln.category,
-                    ln.quantity,
-                    ln.unit_price,
-                    ln.discount,
-                    store_id,
-                    order_id,
-                )
-                for ln in event.lines
-            ]
-            self.batch.orders[event.order_id] = (order, member, records)
+            self.batch.orders[event.order_id] = (order, member, event.lines)
+
+    def _note_products(self, lines: list[OrderLine]) -> None:
+        """Products first named by these lines (the catalogue keeps what the first line says), and
+        whether a line names no category. Most lines name products seen before: one set test each."""
+        if not self.uncategorised:
+            self.uncategorised = any(line.category is None for line in lines)
+        named = {line.product_id for line in lines}
+        named.discard(None)
+        if named <= self.product_ids:
+            return
+        for line in lines:
+            if line.product_id is not None and line.product_id not in self.product_ids:
+                self.product_ids.add(line.product_id)
+                self.line_products.append((line.product_id, line.title, line.category, line.unit_price))
 
     async def flush(self) -> None:
         """Write the buffered chunk. Set-based, the write goes on while the next chunk is read:
@@ -197,6 +190,7 @@ class Loader:
             await repo.upsert_customers(
                 conn, store_id=store_id, records=batch.customers, tier_code=lowest, now=self.now
             )
+            self.members_written.update(record[1] for record in batch.customers)
         if batch.products:
             await repo.upsert_products(conn, store_id=store_id, records=batch.products)
         if batch.orders:
@@ -206,14 +200,17 @@ class Loader:
 
     async def _insert_orders(self, new_orders: dict[str, _NewOrder]) -> None:
         conn, store_id = self.conn, self.store_id
-        members = {member[0]: member for _, member, _ in reversed(new_orders.values())}
-        await repo.ensure_members(
-            conn,
-            store_id=store_id,
-            customers=list(members.values()),
-            tier_code=self.program.tiers.levels[0].code,
-            now=self.now,
-        )
+        written = self.members_written
+        members = {m[0]: m for _, m, _ in reversed(new_orders.values()) if m[0] not in written}
+        if members:
+            await repo.ensure_members(
+                conn,
+                store_id=store_id,
+                customers=list(members.values()),
+                tier_code=self.program.tiers.levels[0].code,
+                now=self.now,
+            )
+            written.update(members)
         new = await repo.insert_orders(
             conn,
             store_id=store_id,
@@ -222,10 +219,17 @@ class Loader:
         )
         self.summary.orders += len(new)
         self.summary.orders_known += len(new_orders) - len(new)
-        # Sorted by the primary key, so order_lines' index grows at its right edge.
-        records = [record for order_id in sorted(new) for record in new_orders[order_id][2]]
+        # Sorted by the primary key, so order_lines' index grows at its right edge. The records are
+        # made as the COPY sends them: short-lived, they cost the garbage collector nothing.
+        order_ids = sorted(new)
+        records = (
+            (ln.line_id, ln.product_id, ln.sku, ln.title, ln.category, ln.quantity, ln.unit_price,
+             ln.discount, store_id, order_id)
+            for order_id in order_ids
+            for ln in new_orders[order_id][2]
+        )  # fmt: skip
         await repo.copy_lines(conn, records=records, skip_key_check=self.skip_key_check)
-        self.summary.order_lines += len(records)
+        self.summary.order_lines += sum(len(new_orders[order_id][2]) for order_id in order_ids)
 
     async def _apply_events(self, events: list[tuple[int, OrderEvent]]) -> None:
         """The per-event path, in line order (with `award`, and for orders that earned points)."""

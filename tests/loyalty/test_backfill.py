@@ -152,6 +152,34 @@ class TestSetBased:
         await load(runtime, store, jsonl(events))
         assert (await snapshot(runtime, store))["members"][0][2] == "New"
 
+    async def test_an_orders_customer_fills_in_a_member_once_across_chunks(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        store = await make_store(client)
+        first = make_customer(customer_id="c", first_name="First")
+        later = make_customer(customer_id="c", first_name="Later")
+        events: list[Event] = [
+            ("order.paid", make_order(customer=first)),
+            ("order.paid", make_order(customer=later)),
+            ("customer.upserted", make_customer(customer_id="d", first_name="Snapshot")),
+            ("order.paid", make_order(customer=make_customer(customer_id="d", first_name="Embedded"))),
+        ]
+        summary = await load(runtime, store, jsonl(events), chunk_lines=1)
+        assert (summary.members_created, summary.orders) == (2, 3)
+        members = (await snapshot(runtime, store))["members"]
+        assert [(row[0], row[2], row[6]) for row in members] == [("c", "First", 2), ("d", "Snapshot", 1)]
+
+    async def test_the_tier_pass_leaves_the_planner_as_it_was(self, client: Client, runtime: Runtime) -> None:
+        """The store-wide tier pass runs without nested loops (history outside the tier window made
+        it quadratic); the transaction goes on with the setting it had."""
+        store = await make_store(client)
+        old = make_order(placed_at="2010-12-01T08:26:00Z")
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            row = await stores_repo.get_store(conn, store_id=store.store_id)
+            assert row is not None
+            await backfill.load(conn, store=row, lines=jsonl([("order.paid", old)]), now=runtime.clock())
+            assert await conn.fetchval("SHOW enable_nestloop") == "on"
+
     async def test_with_the_foreign_key_checked_the_result_is_the_same(
         self, client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -212,6 +240,18 @@ class TestBadLines:
                     {"type": "order.paid", "data": make_order(placed_at="2026-01-01T10:00:00")}
                 ),
                 "line 3: placed_at needs a time zone offset",
+            ),
+            (
+                msgspec.json.encode(
+                    {"type": "order.paid", "data": make_order(lines=[make_line(title="a\x00b")])}
+                ),
+                r"line 3: title must not contain NUL .* \(at data.lines\[0\].title\)",
+            ),
+            (
+                msgspec.json.encode(
+                    {"type": "customer.upserted", "data": make_customer(birthday="1899-12-31")}
+                ),
+                "line 3: birthday must be within 1900-2099",
             ),
         ],
     )
