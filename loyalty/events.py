@@ -153,5 +153,5 @@ def decode_envelope(body: bytes) -> tuple[str, Event]:
     except msgspec.ValidationError as exc:
         message, _, path = str(exc).partition(" - at `$")
         raise InvalidInput(message, field="data" + path.rstrip("`")) from None
-    validate(event)
+    validate(event, body)
     return envelope.type, event

@@ -32,8 +32,7 @@ their balances.
 Where it differs from sending the same events as webhooks, set-based: within a chunk, customer
 and product snapshots apply before the chunk's orders; a line without a category takes the
 catalogue's category as it stands at the end of the load. Either way, the members' tiers are
-re-evaluated against the live program at the end (`programs.reevaluate_store`, reason `backfill`),
-planned without nested loops (see `without_nested_loops` in loyalty/repository/backfill.py).
+re-evaluated against the live program at the end (`programs.reevaluate_store`, reason `backfill`).
 
 Where the time goes (1,000,000 order lines, tests/bench/RESULTS.md): PostgreSQL's COPY into
 `order_lines` (table and primary key) is about two thirds of the server's time; decoding and
@@ -111,10 +110,9 @@ async def load(
     except BaseException:
         await loader.abandon()
         raise
-    async with repo.without_nested_loops(conn):
-        await programs.reevaluate_store(
-            conn, store_id=store.store_id, program=program, now=now, reason="backfill"
-        )
+    await programs.reevaluate_store(
+        conn, store_id=store.store_id, program=program, now=now, reason="backfill"
+    )
     summary.customers = len(loader.customer_ids)
     summary.members_created = await repo.count_members(conn, store_id=store.store_id) - members_before
     summary.products = len(loader.product_ids)

@@ -7,8 +7,7 @@ transaction has just inserted, so they cannot conflict (see loyalty/backfill/).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -164,8 +163,6 @@ SELECT NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'order_lines'::regcl
 """
 _SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
 _MAY_SET_REPLICATION_ROLE = "SELECT has_parameter_privilege('session_replication_role', 'SET')"
-_NO_NESTED_LOOPS = "SELECT current_setting('enable_nestloop'), set_config('enable_nestloop', 'off', true)"
-_SET_NESTED_LOOPS = "SELECT set_config('enable_nestloop', $1, true)"
 _COUNT_MEMBERS = "SELECT count(*) FROM members WHERE store_id = $1"
 
 
@@ -266,21 +263,6 @@ async def analyze_orders(conn: Connection) -> None:
     """Refresh the planner's statistics of the tables the per-event path reads (and the plans
     cached on them)."""
     await conn.execute("ANALYZE members, products, orders, order_lines, point_lots")
-
-
-@asynccontextmanager
-async def without_nested_loops(conn: Connection) -> AsyncIterator[None]:
-    """Plan the statements inside without nested loops (hash and merge joins only), in this
-    transaction. For the store-wide tier pass after a load: when the loaded history lies outside the
-    tier window, the planner expects no order in it, puts the per-customer sums of the window's
-    orders on the inner side of a nested loop over the members and computes them again for every
-    member: 6.9 s for 6,531 members and 39,343 orders, 0.01 s as a hash join (members x orders,
-    quadratic). A fix belongs in loyalty/repository/tiers.py (the sums as a MATERIALIZED CTE);
-    until then the backfill steers its own pass. (After an error the caller rolls back, and the
-    setting with it.)"""
-    previous = await conn.fetchval(_NO_NESTED_LOOPS)
-    yield
-    await conn.execute(_SET_NESTED_LOOPS, previous)
 
 
 async def count_new_orders(conn: Connection, *, store_id: str) -> None:

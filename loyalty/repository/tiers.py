@@ -25,7 +25,8 @@ from loyalty.tiers import TierChange, level_table
 # Thresholds ascend and the first is 0 (validated), so width_bucket is the index of the highest
 # level reached; metrics are never negative (CHECKs on orders), so the index is at least 1.
 _EVALUATED = """
-WITH metrics AS (
+WITH {window_sums}
+metrics AS (
     SELECT m.customer_id, m.tier_code, m.below_since,
            coalesce(CASE $3::text WHEN 'spend' THEN o.spend WHEN 'points' THEN o.points
                     ELSE o.orders END, 0) AS metric
@@ -122,22 +123,27 @@ GROUP BY from_tier, to_tier, transition IS NULL
 ORDER BY from_tier, to_tier
 """
 
-# A store-wide pass aggregates the window's orders once and hashes them onto the members.
+# A store-wide pass aggregates the window's orders once and hashes them onto the members. The sums
+# are MATERIALIZED: a window the planner expects to be empty (a backfilled history older than the
+# window) otherwise put them on the inner side of a nested loop over the members, computed again
+# for every member (6.9 s against 0.01 s for 6,531 members and 39,343 orders).
 _ALL = {
-    "orders_join": """LEFT JOIN (
+    "window_sums": """window_sums AS MATERIALIZED (
         SELECT customer_id, sum(subtotal - refunded)::bigint AS spend,
                sum(points - points_reversed)::bigint AS points, count(*) AS orders
         FROM orders
         WHERE store_id = $1::text AND status = 'paid'
           AND placed_at > $2::timestamptz - make_interval(days => $4::int) AND placed_at <= $2::timestamptz
         GROUP BY customer_id
-    ) o ON o.customer_id = m.customer_id""",
+    ),""",
+    "orders_join": "LEFT JOIN window_sums o ON o.customer_id = m.customer_id",
     "members_filter": "",
 }
 # A few members (each order, refund, cancellation): their own orders through the (store, customer)
 # index, member by member. As a join over the whole window, a plan cached while the tables were
 # small keeps scanning every order of the store as they grow.
 _SOME = {
+    "window_sums": "",
     "orders_join": """LEFT JOIN LATERAL (
         SELECT sum(subtotal - refunded)::bigint AS spend,
                sum(points - points_reversed)::bigint AS points, count(*) AS orders
