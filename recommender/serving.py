@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.asyncio import Redis
 
+from recommender import resp
 from recommender.dataset import Catalogue, MemberFacts, Strs
 from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
 
@@ -118,16 +119,16 @@ class Published:
 
 
 class Publisher:
-    """Writes one version's rows, in pipelined batches, as blocks of lists arrive (not live until
-    `switch`): one HSET of (customer id, row bytes) arguments per bucket and batch."""
+    """Writes one version's rows as blocks of lists arrive (not live until `switch`): per batch, one
+    HSET of (customer id, row bytes) per bucket, packed by `resp.hsets` and sent on one connection."""
 
-    def __init__(self, redis: Redis, *, store_id: str, version: int, k: int, batch: int = 2000) -> None:
+    def __init__(self, redis: Redis, *, store_id: str, version: int, k: int, batch: int = 16_384) -> None:
         self._redis = redis
         self._store_id = store_id
         self._version = version
         self._k = k
         self._batch = batch
-        self._buckets = [version_key(store_id, version, f"b{b}") for b in range(BUCKETS)]
+        self._buckets = [version_key(store_id, version, f"b{b}").encode() for b in range(BUCKETS)]
         self._started = time.perf_counter()
         self.members = 0
 
@@ -142,22 +143,13 @@ class Publisher:
             await pipe.execute()
 
     async def rows(self, members: Strs, rows: NDArray[np.void]) -> None:
-        """One row per member (`row_dtype(k)`), grouped by bucket with one stable sort per batch."""
-        names = members.tolist()
-        values = rows.view(np.dtype((np.void, rows.dtype.itemsize))).ravel().tolist()
-        buckets = np.array([bucket_of(m) for m in names], dtype=np.int64)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for lo in range(0, len(names), self._batch):
-                hi = min(lo + self._batch, len(names))
-                order = lo + np.argsort(buckets[lo:hi], kind="stable")
-                ends = np.searchsorted(buckets[order], np.arange(BUCKETS + 1), side="left")
-                for bucket in np.flatnonzero(np.diff(ends)):
-                    picked = order[ends[bucket] : ends[bucket + 1]].tolist()
-                    args: list[str | bytes] = [""] * (2 * len(picked))
-                    args[0::2] = [names[i] for i in picked]
-                    args[1::2] = [values[i] for i in picked]
-                    pipe.execute_command("HSET", self._buckets[bucket], *args)
-                await pipe.execute()
+        """One row per member (`row_dtype(k)`)."""
+        names = _utf8(members)
+        buckets = np.fromiter(map(zlib.crc32, names), dtype=np.int64, count=len(names)) % BUCKETS
+        values = rows.view(np.uint8).reshape(len(rows), rows.dtype.itemsize)
+        for lo in range(0, len(names), self._batch):
+            hi = lo + self._batch
+            await _send(self._redis, resp.hsets(self._buckets, buckets[lo:hi], names[lo:hi], values[lo:hi]))
         self.members += len(names)
 
     async def lists(self, top: TopLists) -> None:
@@ -187,6 +179,34 @@ class Publisher:
         return Published(self._version, self.members, time.perf_counter() - self._started)
 
 
+def _utf8(members: Strs) -> list[bytes]:
+    """Customer ids as UTF-8 (what `bucket_of` hashes and Redis stores): one C conversion when they are
+    ASCII, as ids usually are."""
+    try:
+        ascii_ids: list[bytes] = members.astype(np.bytes_).tolist()
+    except UnicodeEncodeError:
+        return [m.encode() for m in members.tolist()]
+    return ascii_ids
+
+
+async def _send(redis: Redis, commands: list[bytes]) -> None:
+    """Ready RESP commands written on one connection of the client's pool, one at a time (each waits
+    for the socket to drain: a block's megabytes are never copied into one buffer), then their replies
+    read (an error reply raises; the connection is then dropped, not returned with replies unread)."""
+    pool = redis.connection_pool
+    connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        for command in commands:
+            await connection.send_packed_command(command, check_health=False)
+        for _ in commands:
+            await connection.read_response()
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 async def publish(
     redis: Redis,
     *,
@@ -197,7 +217,7 @@ async def publish(
     popularity: NDArray[np.float64],
     facts: MemberFacts | None,
     k: int,
-    batch: int = 2000,
+    batch: int = 16_384,
 ) -> Published:
     """Write a version's rows at once (not live until `switch`)."""
     publisher = Publisher(redis, store_id=store_id, version=version, k=k, batch=batch)

@@ -102,9 +102,12 @@ def test_stream_blocks_equal_one_computation() -> None:
         "members",
         "again_items",
         "again_scores",
+        "again_reasons",
         "discover_items",
         "discover_scores",
+        "discover_reasons",
         "mixed_source",
+        "mixed_position",
     ):
         joined = np.concatenate([getattr(b, name) for b in blocks])
         np.testing.assert_array_equal(joined, getattr(whole, name))
@@ -113,17 +116,23 @@ def test_stream_blocks_equal_one_computation() -> None:
 def test_buy_again_equals_brute_force() -> None:
     rec, pairs, catalogue = random_model()
     context = _context(rec, pairs, catalogue)
+    items, scores, reasons = lists.buy_again(rec, pairs, catalogue, context, K)
+    # The straightforward way: every pair's rhythm, features and probability at once, then per member.
     r = rhythm(pairs, catalogue)
-    items, scores, _ = lists.buy_again(rec, pairs, catalogue, context, K, r)
     model_score = ranking.pair_scores(rec.embeddings, pairs.user, pairs.item)
     prob = ranking.sigmoid(rec.again.logit(ranking.again_features(pairs, r, context, model_score)))
     allowed = catalogue.active[pairs.item] & ~lists.durable_recent(pairs, catalogue)
+    ratio = r.due_ratio(pairs)
+    due = (ratio >= 0.75) & (ratio <= 2.0) & (r.confidence >= 0.3)
+    assert due.any()
     for u in range(pairs.n_users):
         own = np.flatnonzero((pairs.user == u) & allowed)
         best = own[np.argsort(-prob[own], kind="stable")][:K]
         expected = pairs.item[best].tolist() + [-1] * (K - len(best))
         assert items[u].tolist() == expected
         np.testing.assert_allclose(scores[u][: len(best)], prob[best], rtol=1e-5)
+        expected_reasons = np.where(due[best], lists.DUE_AGAIN, lists.BOUGHT_BEFORE)
+        assert reasons[u][: len(best)].tolist() == expected_reasons.tolist()
 
 
 def test_mixed_interleaves_by_score_and_keeps_each_lists_order() -> None:
