@@ -20,6 +20,7 @@ from recommender import ranking, workers
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions, Ints, Strs
 from recommender.embeddings import Embeddings
 from recommender.metrics import BLOCK, descending_keys, top_k
+from recommender.mixed import mix
 from recommender.needs import Population
 from recommender.ranking import Context, Logistic, sigmoid
 
@@ -40,13 +41,15 @@ DURABLE_MIN_BUYERS = 20
 DURABLE_REPEAT_SHARE = 0.02
 DURABLE_DAYS = 365.0
 
-# Members per matrix product (a 512 x 10,000 float32 block is 20 MB): measured, sizes from 256 to
-# 2,048 were within noise of each other per member, 32 to 128 slower.
-CHUNK = 512
+# Members per matrix product (a 256 x 10,000 float32 block is 10 MB). Measured per member on one
+# thread, discover over 10,000 products: 64 members 18.5 us, 128 16.7, 256 15.9, 512 16.8, 1,024 22.2
+# (each product packs the product matrix again; past a few MB the scores no longer stay in cache).
+CHUNK = 256
 # Members per block handed to publishing while the next block is computed.
 STREAM_BLOCK = 16_384
-# Rows under which `mix` runs whole rather than in halves on the pool.
-MIX_ROWS = 1024
+# Members per task of buy-again and of mixed: their arrays stay in cache (per member on one thread,
+# buy-again 2.4 us at 2,048-4,096 members and 3.1 at 16,384; mixed 0.66 us and 1.1).
+PART = 4096
 
 
 @dataclass(frozen=True)
@@ -303,42 +306,19 @@ def discover(
         return _joined([workers.submit(pool, found, part) for part in _chunks(users, chunk)])
 
 
-def mix(again: NDArray[np.float32], found: NDArray[np.float32], k: int) -> tuple[NDArray[np.int8], Ints]:
-    """Interleave two score-sorted lists (each at least k long) by score: which list each mixed slot
-    takes (-1: none left), and from where. Ties go to buy-again, then to the earlier slot: the order a
-    stable sort of both lists by score gives, found as a merge, one slot at a time for every member
-    at once (a sort per member took eight times as long)."""
-    n, width = again.shape
-    flat_again, flat_found = again.ravel(), found.ravel()
-    start_again = np.arange(n, dtype=np.int64) * width
-    start_found = np.arange(n, dtype=np.int64) * found.shape[1]
-    at_again, at_found = start_again.copy(), start_found.copy()
-    took_again = np.empty((k, n), dtype=np.bool_)
-    again_before = np.empty((k, n), dtype=np.int64)  # how many buy-again entries precede each slot
-    best = np.empty((k, n), dtype=np.float32)
-    for slot in range(k):
-        head_again, head_found = flat_again.take(at_again), flat_found.take(at_found)
-        np.greater_equal(head_again, head_found, out=took_again[slot])
-        np.maximum(head_again, head_found, out=best[slot])
-        np.subtract(at_again, start_again, out=again_before[slot])
-        at_again += took_again[slot]
-        at_found += ~took_again[slot]
-    source = np.where(took_again, 0, 1).astype(np.int8)
-    source[np.isneginf(best)] = -1
-    position = np.where(took_again, again_before, np.arange(k)[:, None] - again_before)
-    return np.ascontiguousarray(source.T), np.ascontiguousarray(position.T)
-
-
-def _mix_on(
+def _mixed(
     pool: Executor | None, again: NDArray[np.float32], found: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.int8], Ints]:
-    """`mix` in halves on the pool, so that it does not leave a thread idle."""
-    if pool is None or len(again) < 2 * MIX_ROWS:
-        return mix(again, found, k)
-    half = len(again) // 2
-    parts = [pool.submit(mix, again[s], found[s], k) for s in (slice(0, half), slice(half, None))]
-    (s0, p0), (s1, p1) = (part.result() for part in parts)
-    return np.concatenate([s0, s1]), np.concatenate([p0, p1])
+    """`mix` in parts of PART members on the pool."""
+    parts = [
+        workers.submit(pool, mix, again[lo : lo + PART], found[lo : lo + PART], k) for lo in _starts(again)
+    ]
+    sources, positions = zip(*(part.result() for part in parts), strict=True)
+    return np.concatenate(sources), np.concatenate(positions)
+
+
+def _starts(rows: NDArray[np.generic]) -> range:
+    return range(0, max(len(rows), 1), PART)
 
 
 def stream(
@@ -358,7 +338,7 @@ def stream(
 
     On the pool, in this order, so that no thread waits while there is work: buy-again's preparation
     (rhythms: beside `Context.build` here), then discover's chunks one block ahead of the block being
-    finished, that block's buy-again (its preparation is done by then), then mixed in halves."""
+    finished, that block's buy-again (its preparation is done by then), then mixed, both in parts."""
     n_items = len(catalogue.product)
     chosen = np.arange(pairs.n_users) if users is None else users
     parts = [chosen[lo : lo + block] for lo in range(0, max(len(chosen), 1), block)]
@@ -375,10 +355,13 @@ def stream(
             found_parts = ahead
             if i + 1 < len(parts):
                 ahead = discovering(parts[i + 1])
-            again_part = workers.submit(pool, lambda p: again.result()(p, context), part)
-            again_items, again_scores, again_reasons = again_part.result()
+            again_parts = [
+                workers.submit(pool, lambda p: again.result()(p, context), part[lo : lo + PART])
+                for lo in _starts(part)
+            ]
+            again_items, again_scores, again_reasons = _joined(again_parts)
             items, scores, reasons = _joined(found_parts)
-            source, position = _mix_on(pool, again_scores, scores, k)
+            source, position = _mixed(pool, again_scores, scores, k)
             yield TopLists(
                 members=pairs.members[part],
                 again_items=again_items,

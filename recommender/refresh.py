@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 from redis.asyncio import Redis
 
-from recommender import lists, repository, serving
+from recommender import lists, publishing, repository, serving
 from recommender.evaluate import targets
 from recommender.lists import Recommender, TopLists
 from recommender.metrics import score
@@ -91,7 +91,7 @@ async def publish_lists(
     are held at once."""
     pairs, catalogue = data.history, data.catalogue
     started = time.perf_counter()
-    publisher = serving.Publisher(redis, store_id=store_id, version=version, k=k)
+    publisher = publishing.Publisher(redis, store_id=store_id, version=version, k=k)
     await publisher.catalogue(catalogue, popularity, pairs.n_users)
     blocks = lists.stream(rec, pairs, catalogue, k=k, block=block, threads=threads)
     computing = 0.0

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import lists, ranking, serving
+from recommender import lists, publishing, ranking, serving
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Interactions, MemberFacts
 from recommender.embeddings import Embeddings
 from recommender.lists import Recommender
@@ -117,7 +117,7 @@ def bench_precompute(members: int, items: int, k: int, components: int, threads:
     discovered, discover_cpu = time.perf_counter(), time.process_time()
     top = lists.compute(rec, pairs, cat, k=k, threads=threads)
     computed, compute_cpu = time.perf_counter(), time.process_time()
-    rows = serving.encode_rows(top, k)
+    rows = publishing.encode_rows(top, k)
     blob = rows.tobytes()
     encoded = time.perf_counter()
     load_after = os.getloadavg()[0]
@@ -302,11 +302,11 @@ async def _read(members: int, k: int, requests: int, concurrency: int) -> dict[s
         mixed_position=np.tile(np.arange(k), (members, 1)),
     )
     store = "st_bench"
-    published = await serving.publish(
+    published = await publishing.publish(
         redis, store_id=store, version=1, top=top, catalogue=cat, popularity=np.ones(10_000), facts=None, k=k
     )
     await serving.switch(redis, store_id=store, version=1)
-    sample = serving.encode_rows(top, k)[0].tobytes()
+    sample = publishing.encode_rows(top, k)[0].tobytes()
     await redis.set("bench:bare", sample)
     reader = serving.Reader(redis)
     names = pairs.members.tolist()

@@ -8,7 +8,7 @@ import numpy as np
 from redis.asyncio.connection import Connection
 
 from plugin.runtime import Runtime
-from recommender import resp, serving
+from recommender import publishing, resp, serving
 from tests.recommender import synthetic
 
 # Fields of several byte lengths, multi-byte UTF-8 among them, over three keys (one left empty).
@@ -59,9 +59,9 @@ async def test_publisher_writes_ids_of_any_length_and_script(runtime: Runtime) -
     top = synthetic.top_lists(FIELDS, k)
     # Every member's row its own, so that a row landing under another member's id would show.
     top = dataclasses.replace(top, again_items=top.again_items + 10 * np.arange(len(FIELDS))[:, None])
-    publisher = serving.Publisher(redis, store_id=store, version=1, k=k, batch=3)
+    publisher = publishing.Publisher(redis, store_id=store, version=1, k=k, batch=3)
     await publisher.lists(top)
-    rows = serving.encode_rows(top, k)
+    rows = publishing.encode_rows(top, k)
     for member, row in zip(FIELDS, rows, strict=True):
         bucket = serving.version_key(store, 1, f"b{serving.bucket_of(member)}")
         assert await redis.hget(bucket, member) == row.tobytes()

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from plugin.runtime import Runtime
-from recommender import serving
+from recommender import publishing, serving
 from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS
 from tests.recommender import synthetic
 
 
 def test_rows_round_trip_through_the_binary_format() -> None:
     top = synthetic.top_lists(["a", "b"], 4)
-    rows = serving.encode_rows(top, 4)
+    rows = publishing.encode_rows(top, 4)
     back = np.frombuffer(rows.tobytes(), dtype=serving.row_dtype(4))
     assert back["again_item"].tolist() == top.again_items.tolist()
     np.testing.assert_allclose(back["discover_score"], top.discover_scores, atol=1e-3)
@@ -23,7 +23,7 @@ def test_rows_round_trip_through_the_binary_format() -> None:
 def test_cold_start_rows_put_favourite_categories_first() -> None:
     _, catalogue, _ = synthetic.as_arrays([])
     popularity = np.arange(len(catalogue.product), dtype=np.float64)  # later ids more popular
-    rows = serving.popularity_rows(catalogue, popularity, [("tea",), ()], 10, members=100)
+    rows = publishing.popularity_rows(catalogue, popularity, [("tea",), ()], 10, members=100)
     liked = rows[0]["discover_item"][: synthetic.PER_CATEGORY]
     assert {str(c) for c in catalogue.category[liked]} == {"tea"}
     assert rows[0]["discover_reason"][: synthetic.PER_CATEGORY].tolist() == [POPULAR_IN_FAVOURITES] * 8
@@ -39,7 +39,7 @@ async def test_publish_switch_and_read(runtime: Runtime) -> None:
     reader = serving.Reader(redis, live_ttl=0.0)
     assert await reader.read(store, "a", list_name="mixed", limit=5) == ([], None)
     for version in (1, 2, 3):
-        await serving.publish(
+        await publishing.publish(
             redis,
             store_id=store,
             version=version,
@@ -73,7 +73,7 @@ async def test_publish_switch_and_read(runtime: Runtime) -> None:
 async def test_limit_is_respected(runtime: Runtime, list_name: str) -> None:
     _, catalogue, _ = synthetic.as_arrays([])
     store = f"st_limit_{list_name}"
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=1,
@@ -98,7 +98,7 @@ async def test_members_without_purchases_get_their_favourite_categories(runtime:
         favourites=[("wine",), ("glasses",)],
     )
     store = "st_favourites"
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=1,
@@ -126,7 +126,7 @@ async def test_read_many_agrees_with_the_reader_and_skips_members_without_a_row(
         runtime.redis, store_id=store, customer_ids=members, list_name="discover", limit=3
     )
     assert (empty.customer_ids, empty.version) == ([], None)
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=4,
