@@ -14,6 +14,7 @@ The API reads the live version (cached for a second or two), then one HGET; it n
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 import zlib
@@ -50,8 +51,6 @@ def row_dtype(k: int) -> np.dtype[np.void]:
 
 
 ROW_BYTES_PER_SLOT = row_dtype(1).itemsize
-_INT = struct.Struct("<i")
-_HALF = struct.Struct("<e")
 
 
 def live_key(store_id: str) -> str:
@@ -244,28 +243,38 @@ async def read_many(
 
 def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:
     """The first `limit` entries of one list from a `row_dtype` row, with `struct` rather than numpy:
-    for ten entries, building arrays would cost more than the Redis round trip it follows."""
+    for ten entries, building arrays would cost more than the Redis round trip it follows. Each list's
+    first `limit` product indexes and scores come out in one call each (a mixed slot's position in its
+    list is never past the slot), then the slots are walked."""
     k = len(raw) // ROW_BYTES_PER_SLOT
-    lists = (0, 7 * k)  # byte offsets of buy-again's and discover's fields
-
-    def entry(which: int, position: int) -> tuple[int, float, int]:
-        base = lists[which]
-        item = _INT.unpack_from(raw, base + 4 * position)[0]
-        score = _HALF.unpack_from(raw, base + 4 * k + 2 * position)[0]
-        return item, score, raw[base + 6 * k + position]
-
+    n = min(limit, k)
+    items, scores, reasons = [], [], []
+    for base in (0, 7 * k):  # byte offsets of buy-again's and discover's fields
+        items.append(_ints(n).unpack_from(raw, base))
+        scores.append(_halves(n).unpack_from(raw, base + 4 * k))
+        reasons.append(raw[base + 6 * k : base + 6 * k + n])
     if list_name == "mixed":
         # -1 (no entry) reads back as 255 from the bytes; entries after the first empty one are empty.
-        picks = zip(raw[14 * k : 15 * k], raw[15 * k : 16 * k], strict=True)
+        picks = zip(raw[14 * k : 14 * k + n], raw[15 * k : 15 * k + n], strict=True)
     else:
         which = 0 if list_name == "buy_again" else 1
-        picks = zip([which] * k, range(k), strict=True)
+        picks = zip([which] * n, range(n), strict=True)
     out: list[tuple[str, float, str]] = []
     for which, position in picks:
-        if which > 1 or len(out) >= limit:
+        if which > 1:
             break
-        item, score, reason = entry(which, position)
+        item = items[which][position]
         if item < 0:
             break
-        out.append((ids[item], round(score, 4), REASONS[reason]))
+        out.append((ids[item], round(scores[which][position], 4), REASONS[reasons[which][position]]))
     return out
+
+
+@functools.cache
+def _ints(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}i")
+
+
+@functools.cache
+def _halves(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}e")

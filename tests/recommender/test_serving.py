@@ -7,7 +7,8 @@ import pytest
 
 from plugin.runtime import Runtime
 from recommender import publishing, serving
-from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS
+from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
+from recommender.mixed import mix
 from tests.recommender import synthetic
 
 
@@ -154,3 +155,39 @@ async def test_read_many_agrees_with_the_reader_and_skips_members_without_a_row(
             assert got[member] == [(p, r) for p, _, r in expected], (list_name, member)
     assert len(got["m0"]) == 6  # more asked than kept: the whole list
     assert len(got["m1"]) == 2
+
+
+@pytest.mark.parametrize("limit", [1, 4, 10])
+def test_decode_reads_back_every_list_of_a_row(limit: int) -> None:
+    """Each list read from a row: its entries in order up to the first empty slot, at most `limit`;
+    mixed takes each slot from the list and position the merge chose."""
+    rng = np.random.default_rng(limit)
+    k, n = 6, 40
+    drawn = [np.where(rng.random((n, k)) < empty, -np.inf, rng.random((n, k))) for empty in (0.4, 0.2)]
+    scores = [-np.sort(-d, axis=1).astype(np.float32) for d in drawn]
+    items = [np.where(np.isfinite(s), rng.integers(0, 30, (n, k)), -1) for s in scores]
+    reasons = [rng.integers(0, 2, (n, k)).astype(np.int8), rng.integers(2, 4, (n, k)).astype(np.int8)]
+    source, position = mix(scores[0], scores[1], k)
+    top = TopLists(
+        members=np.array([f"m{i}" for i in range(n)], dtype=np.str_),
+        again_items=items[0],
+        again_scores=scores[0],
+        again_reasons=reasons[0],
+        discover_items=items[1],
+        discover_scores=scores[1],
+        discover_reasons=reasons[1],
+        mixed_source=source,
+        mixed_position=position,
+    )
+    ids = [f"p{i}" for i in range(30)]
+
+    def entry(which: int, row: int, slot: int) -> tuple[str, float, str]:
+        score = round(float(np.float16(scores[which][row, slot])), 4)
+        return ids[items[which][row, slot]], score, REASONS[reasons[which][row, slot]]
+
+    for row, raw in enumerate(publishing.encode_rows(top, k)):
+        for which, name in enumerate(("buy_again", "discover")):
+            expected = [entry(which, row, j) for j in range(k) if items[which][row, j] >= 0][:limit]
+            assert serving._decode(raw.tobytes(), name, limit, ids) == expected
+        taken = [entry(s, row, p) for s, p in zip(source[row], position[row], strict=True) if s >= 0]
+        assert serving._decode(raw.tobytes(), "mixed", limit, ids) == taken[:limit]
