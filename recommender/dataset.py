@@ -91,6 +91,21 @@ class Interactions:
     def n_users(self) -> int:
         return len(self.members)
 
+    def subset(self, rows: Ints) -> Interactions:
+        """These pairs only (indexes into the arrays), members and `until` unchanged."""
+        return Interactions(
+            members=self.members,
+            user=self.user[rows],
+            item=self.item[rows],
+            orders=self.orders[rows],
+            quantity=self.quantity[rows],
+            recency=self.recency[rows],
+            first_at=self.first_at[rows],
+            last_at=self.last_at[rows],
+            median_gap=self.median_gap[rows],
+            until=self.until,
+        )
+
 
 def _group_starts(sorted_keys: Ints) -> Ints:
     change = np.flatnonzero(np.diff(sorted_keys)) + 1
@@ -102,7 +117,13 @@ def group_median(keys: Ints, values: Floats, n_groups: int) -> Floats:
     out = np.full(n_groups, np.nan)
     if len(keys) == 0:
         return out
-    order = np.lexsort((values, keys))
+    # Sorted by value (equal values are interchangeable, so no stable sort is needed), then stably by
+    # key: radix sort when the keys fit 16 bits. A quarter of `lexsort`'s time on floats.
+    order = np.argsort(values)
+    by_key = keys[order]
+    if n_groups <= 1 << 16:
+        by_key = by_key.astype(np.uint16)
+    order = order[np.argsort(by_key, kind="stable")]
     k, v = keys[order], values[order]
     starts = _group_starts(k)
     counts = np.diff(np.append(starts, len(k)))

@@ -1,7 +1,7 @@
 """The three lists for every member at once: buy again, discover, and mixed.
 
 Vectorised over members: buy-again works on the interaction pairs (a sort, not a loop), discover on
-chunks of members as one matrix product each (scores, masks, `argpartition`), and mixed is a merge of
+chunks of members as one matrix product each (scores, masks, threshold top-K), and mixed is a merge of
 the two by their calibrated probabilities.
 """
 
@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Generator, Iterator
-from concurrent.futures import Executor, ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
-from recommender import ranking
+from recommender import ranking, workers
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions, Ints, Strs
 from recommender.embeddings import Embeddings
 from recommender.metrics import BLOCK, descending_keys, top_k
-from recommender.needs import Rhythm, rhythm
+from recommender.mixed import mix
+from recommender.needs import Population
 from recommender.ranking import Context, Logistic, sigmoid
 
 REASONS = (
@@ -42,11 +41,15 @@ DURABLE_MIN_BUYERS = 20
 DURABLE_REPEAT_SHARE = 0.02
 DURABLE_DAYS = 365.0
 
-# Members per matrix product (a 512 x 10,000 float32 block is 20 MB): measured, sizes from 256 to
-# 2,048 were within noise of each other per member, 32 to 128 slower.
-CHUNK = 512
+# Members per matrix product (a 256 x 10,000 float32 block is 10 MB). Measured per member on one
+# thread, discover over 10,000 products: 64 members 18.5 us, 128 16.7, 256 15.9, 512 16.8, 1,024 22.2
+# (each product packs the product matrix again; past a few MB the scores no longer stay in cache).
+CHUNK = 256
 # Members per block handed to publishing while the next block is computed.
 STREAM_BLOCK = 16_384
+# Members per task of buy-again and of mixed: their arrays stay in cache (per member on one thread,
+# buy-again 2.4 us at 2,048-4,096 members and 3.1 at 16,384; mixed 0.66 us and 1.1).
+PART = 4096
 
 
 @dataclass(frozen=True)
@@ -121,55 +124,94 @@ def recent_buyers(interactions: Interactions, n_items: int, days: float) -> Floa
     return np.bincount(interactions.item[recent], minlength=n_items).astype(np.float64)
 
 
-def durable_recent(interactions: Interactions, catalogue: Catalogue) -> NDArray[np.bool_]:
-    """Pairs to leave out of buy-again: a durable product the member bought within DURABLE_DAYS."""
+def durable_products(interactions: Interactions, catalogue: Catalogue) -> NDArray[np.bool_]:
+    """Per product: bought by many, rebought by almost none, and not declared consumable."""
     n_items = len(catalogue.product)
     buyers = np.bincount(interactions.item, minlength=n_items)
     repeaters = np.bincount(interactions.item[interactions.orders >= 2], minlength=n_items)
     share = np.divide(repeaters, buyers, out=np.ones(n_items), where=buyers > 0)
-    durable = (buyers >= DURABLE_MIN_BUYERS) & (share < DURABLE_REPEAT_SHARE)
+    durable: NDArray[np.bool_] = (buyers >= DURABLE_MIN_BUYERS) & (share < DURABLE_REPEAT_SHARE)
     durable &= ~(catalogue.consumable_days > 0)
+    return durable
+
+
+def _recently(durable: NDArray[np.bool_], interactions: Interactions) -> NDArray[np.bool_]:
     since = (interactions.until - interactions.last_at) / SECONDS_PER_DAY
     result: NDArray[np.bool_] = durable[interactions.item] & (since < DURABLE_DAYS)
     return result
 
 
-def _per_member_top(user: Ints, score: NDArray[np.float32], n_users: int, k: int) -> Ints:
-    """For candidates given as (user, score) rows: the row numbers of each user's k best, as an
-    (n_users x k) matrix (-1 = empty), ties by row; nothing looped per user. One stable sort of
-    integer keys (user, then the score's order), where a float sort would cost ten times more."""
-    order = np.argsort((user << 32) | descending_keys(score).astype(np.int64), kind="stable")
-    sorted_user = user[order]
-    starts = np.searchsorted(sorted_user, np.arange(n_users))
-    rank = np.arange(len(order)) - starts[sorted_user]
-    keep = rank < k
-    out = np.full((n_users, k), -1, dtype=np.int64)
-    out[sorted_user[keep], rank[keep]] = order[keep]
-    return out
+def durable_recent(interactions: Interactions, catalogue: Catalogue) -> NDArray[np.bool_]:
+    """Pairs to leave out of buy-again: a durable product the member bought within DURABLE_DAYS."""
+    return _recently(durable_products(interactions, catalogue), interactions)
 
 
-def buy_again(
-    rec: Recommender, pairs: Interactions, catalogue: Catalogue, context: Context, k: int, r: Rhythm
-) -> tuple[Ints, NDArray[np.float32], NDArray[np.int8]]:
+def _grouped(user: Ints, n_users: int) -> tuple[Ints, Ints]:
+    """Pair indexes ordered by member (stable; no sort when they already are, as both sources give
+    them) and where each member's run starts in that order (n_users + 1 bounds)."""
+    by_user = np.arange(len(user)) if np.all(user[1:] >= user[:-1]) else np.argsort(user, kind="stable")
+    return by_user, np.searchsorted(user[by_user], np.arange(n_users + 1))
+
+
+def _runs(starts: Ints, users: Ints) -> tuple[Ints, Ints]:
+    """For the runs starts[u]:starts[u + 1] of these members: which member (position in `users`) and
+    which index each element is, without a Python loop."""
+    first = starts[users]
+    counts = starts[users + 1] - first
+    row = np.repeat(np.arange(len(users)), counts)
+    offset = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return row, np.repeat(first, counts) + offset
+
+
+Lists = tuple[Ints, NDArray[np.float32], NDArray[np.int8]]
+"""Per member row, k slots: product indexes (-1 empty), calibrated scores, reason codes."""
+
+
+class _Again:
+    """Buy-again, prepared once from every pair (population rhythms, durable products, pairs grouped
+    by member: none of it needs the context, so it can run beside `Context.build`), then run on any
+    set of members: their pairs' rhythms and P(bought again within the horizon), each member's k best.
+    Per block, the pair arrays stay in cache and are never made for every pair at once."""
+
+    def __init__(self, rec: Recommender, pairs: Interactions, catalogue: Catalogue, k: int) -> None:
+        self.rec, self.pairs, self.catalogue, self.k = rec, pairs, catalogue, k
+        self.population = Population.learn(pairs, catalogue)
+        self.durable = durable_products(pairs, catalogue)
+        self.by_user, self.starts = _grouped(pairs.user, pairs.n_users)
+
+    def __call__(self, users: Ints, context: Context) -> Lists:
+        row, at = _runs(self.starts, users)
+        sub = self.pairs.subset(self.by_user[at])
+        r = self.population.rhythm_of(sub, self.catalogue)
+        model_score = ranking.pair_scores(self.rec.embeddings, sub.user, sub.item)
+        prob = sigmoid(self.rec.again.logit(ranking.again_features(sub, r, context, model_score)))
+        allowed = self.catalogue.active[sub.item] & ~_recently(self.durable, sub)
+        # Ranked by the float32 scores they are published with (float64 order differs only in ties there),
+        # ties by pair; products left out score -1, behind every probability.
+        prob32: NDArray[np.float32] = np.where(allowed, prob, -1.0).astype(np.float32)
+        order = np.argsort((row << 32) | descending_keys(prob32).astype(np.int64), kind="stable")
+        row = row[order]
+        rank = np.arange(len(order)) - np.searchsorted(row, np.arange(len(users)))[row]
+        keep = (rank < self.k) & (prob32[order] >= 0)
+        row, rank, order = row[keep], rank[keep], order[keep]
+        ratio = r.due_ratio(sub)[order]
+        due = (ratio >= 0.75) & (ratio <= 2.0) & (r.confidence[order] >= 0.3)
+        items = np.full((len(users), self.k), -1, dtype=np.int64)
+        scores = np.full((len(users), self.k), -np.inf, dtype=np.float32)
+        reasons = np.full((len(users), self.k), BOUGHT_BEFORE, dtype=np.int8)
+        items[row, rank] = sub.item[order]
+        scores[row, rank] = prob32[order]
+        reasons[row, rank] = np.where(due, DUE_AGAIN, BOUGHT_BEFORE)
+        return items, scores, reasons
+
+
+def buy_again(rec: Recommender, pairs: Interactions, catalogue: Catalogue, context: Context, k: int) -> Lists:
     """Each member's own products ranked by P(bought again within the horizon)."""
-    model_score = ranking.pair_scores(rec.embeddings, pairs.user, pairs.item)
-    prob = ranking.sigmoid(rec.again.logit(ranking.again_features(pairs, r, context, model_score)))
-    allowed = catalogue.active[pairs.item] & ~durable_recent(pairs, catalogue)
-    # Ranked by the float32 scores they are published with (float64 order differs only in ties there).
-    prob32: NDArray[np.float32] = np.where(allowed, prob, -1.0).astype(np.float32)
-    rows = _per_member_top(pairs.user, prob32, pairs.n_users, k)
-    safe = np.maximum(rows, 0)
-    chosen_ok = (rows >= 0) & (prob32[safe] >= 0)
-    items = np.where(chosen_ok, pairs.item[safe], -1)
-    scores = np.where(chosen_ok, prob32[safe], -np.inf).astype(np.float32)
-    ratio = r.due_ratio(pairs)
-    due = (ratio >= 0.75) & (ratio <= 2.0) & (r.confidence >= 0.3)
-    reasons = np.where(due[safe], DUE_AGAIN, BOUGHT_BEFORE).astype(np.int8)
-    return items, scores, reasons
+    return _Again(rec, pairs, catalogue, k)(np.arange(pairs.n_users), context)
 
 
 class _Discover:
-    """Discover, prepared once per precompute and run on blocks of members.
+    """Discover, prepared once per precompute and run on chunks of members.
 
     The ranker's logit is a_u (u . v_i + b_i) + w_pop popularity_i + d_u, with a_u = w_z / scale_u
     and d_u every member-only term, so a chunk of members is ranked by one matrix product of
@@ -205,55 +247,46 @@ class _Discover:
         # Each member's bought products still sold, as columns: bought[starts[u]:starts[u + 1]].
         column_of = np.full(len(catalogue.product), -1, dtype=np.int64)
         column_of[sold] = np.arange(self.sold)
-        by_user = np.argsort(pairs.user, kind="stable")
+        by_user, _ = _grouped(pairs.user, pairs.n_users)
         columns = column_of[pairs.item[by_user]]
         kept = columns >= 0
         self.bought = columns[kept]
         self.starts = np.searchsorted(pairs.user[by_user][kept], np.arange(pairs.n_users + 1))
+        self._buffers = threading.local()
 
-    def _masked(self, block: Ints) -> tuple[Ints, Ints]:
-        """(row in block, column) of every bought product still sold, without a Python loop."""
-        starts = self.starts[block]
-        counts = self.starts[block + 1] - starts
-        rows = np.repeat(np.arange(len(block)), counts)
-        offsets = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-        return rows, self.bought[np.repeat(starts, counts) + offsets]
+    def _scores(self, block: Ints) -> NDArray[np.float32]:
+        """The chunk's ranking scores, bought products and padding at -inf, in this thread's buffer."""
+        buffer: NDArray[np.float32] | None = getattr(self._buffers, "scores", None)
+        if buffer is None or len(buffer) < len(block):
+            buffer = self._buffers.scores = np.empty((len(block), self.width), dtype=np.float32)
+        ranked = buffer[: len(block)]
+        a = self.scale[block][:, None]
+        np.matmul(np.hstack([self.user_vectors[block] * a, a, np.ones_like(a)]), self.items_t, out=ranked)
+        ranked[:, self.sold :] = -np.inf
+        row, at = _runs(self.starts, block)
+        ranked[row, self.bought[at]] = -np.inf
+        return ranked
 
-    def __call__(
-        self, users: Ints, chunk: int, pool: Executor | None
-    ) -> tuple[Ints, NDArray[np.float32], NDArray[np.int8]]:
-        k = self.k
-        items_out = np.full((len(users), k), -1, dtype=np.int64)
-        scores_out = np.full((len(users), k), -np.inf, dtype=np.float32)
-        reasons_out = np.full((len(users), k), SIMILAR_MEMBERS, dtype=np.int8)
-        buffers = threading.local()
+    def __call__(self, block: Ints) -> Lists:
+        """One chunk of members' discover lists."""
+        columns, values = top_k(self._scores(block), self.k)
+        pop_part = self.pop_part[columns]
+        z_part = values - pop_part - self.scaled_mean[block][:, None]
+        found = columns >= 0
+        items = np.where(found, self.item_of[columns], -1)
+        probability = sigmoid(values + self.member_term[block][:, None])
+        scores = np.where(found, probability, -np.inf).astype(np.float32)
+        reasons = np.where(z_part >= pop_part, SIMILAR_MEMBERS, POPULAR_NOW).astype(np.int8)
+        return items, scores, reasons
 
-        def one(lo: int) -> None:
-            block = users[lo : lo + chunk]
-            ranked = getattr(buffers, "ranked", None)
-            if ranked is None:
-                ranked = buffers.ranked = np.empty((chunk, self.width), dtype=np.float32)
-            ranked = ranked[: len(block)]
-            a = self.scale[block][:, None]
-            np.matmul(np.hstack([self.user_vectors[block] * a, a, np.ones_like(a)]), self.items_t, out=ranked)
-            ranked[:, self.sold :] = -np.inf
-            ranked[self._masked(block)] = -np.inf
-            columns, values = top_k(ranked, k)
-            pop_part = self.pop_part[columns]
-            z_part = values - pop_part - self.scaled_mean[block][:, None]
-            found = columns >= 0
-            rows = slice(lo, lo + len(block))
-            items_out[rows] = np.where(found, self.item_of[columns], -1)
-            scores_out[rows] = np.where(found, sigmoid(values + self.member_term[block][:, None]), -np.inf)
-            reasons_out[rows] = np.where(z_part >= pop_part, SIMILAR_MEMBERS, POPULAR_NOW)
 
-        with threadpool_limits(1, user_api="blas"):
-            if pool is None:
-                for lo in range(0, len(users), chunk):
-                    one(lo)
-            else:
-                list(pool.map(one, range(0, len(users), chunk)))
-        return items_out, scores_out, reasons_out
+def _joined(parts: list[Future[Lists]]) -> Lists:
+    items, scores, reasons = zip(*(part.result() for part in parts), strict=True)
+    return np.concatenate(items), np.concatenate(scores), np.concatenate(reasons)
+
+
+def _chunks(users: Ints, chunk: int) -> list[Ints]:
+    return [users[lo : lo + chunk] for lo in range(0, len(users), chunk)] or [users]
 
 
 def discover(
@@ -265,48 +298,27 @@ def discover(
     users: Ints,
     chunk: int = CHUNK,
     threads: int = 1,
-) -> tuple[Ints, NDArray[np.float32], NDArray[np.int8]]:
+) -> Lists:
     """Products each member never bought, ranked by P(bought within the horizon) (see `_Discover`).
-    Chunks of members run on `threads` threads, BLAS on one thread each (numpy and BLAS release the
-    GIL)."""
-    with _workers(threads) as pool:
-        return _Discover(rec, pairs, catalogue, context, k)(users, chunk, pool)
+    Chunks of members run on `threads` threads (numpy and BLAS release the GIL)."""
+    found = _Discover(rec, pairs, catalogue, context, k)
+    with workers.pool(threads) as pool:
+        return _joined([workers.submit(pool, found, part) for part in _chunks(users, chunk)])
 
 
-@contextmanager
-def _workers(threads: int) -> Iterator[Executor | None]:
-    """A pool of `threads` threads, or None to run in the calling thread."""
-    if threads <= 1:
-        yield None
-        return
-    with ThreadPoolExecutor(threads) as pool:
-        yield pool
-
-
-def mix(again: NDArray[np.float32], found: NDArray[np.float32], k: int) -> tuple[NDArray[np.int8], Ints]:
-    """Interleave two score-sorted lists by score: which list each mixed slot takes, and from where.
-    Ties go to buy-again, then to the earlier slot: one sort of integer keys (score order, then the
-    slot, 8 bits as k <= 127) gives what a stable argsort of the scores would, in three quarters of the
-    time."""
-    both = np.concatenate([again, found], axis=1)
-    keys = (descending_keys(both).astype(np.int64) << 8) | np.arange(both.shape[1])
-    order = np.sort(keys, axis=1)[:, :k] & 0xFF
-    width = again.shape[1]
-    picked = np.take_along_axis(both, order, axis=1)
-    source = np.where(order < width, 0, 1).astype(np.int8)
-    source[~np.isfinite(picked)] = -1
-    return source, np.where(order < width, order, order - width)
-
-
-def _mix_on(
-    pool: Executor | None, again: NDArray[np.float32], found: NDArray[np.float32], k: int, chunk: int
+def _mixed(
+    pool: Executor | None, again: NDArray[np.float32], found: NDArray[np.float32], k: int
 ) -> tuple[NDArray[np.int8], Ints]:
-    """`mix` over chunks of rows on the pool, so that it does not leave the other threads idle."""
-    if pool is None or len(again) <= chunk:
-        return mix(again, found, k)
-    starts = range(0, len(again), chunk)
-    parts = list(pool.map(lambda lo: mix(again[lo : lo + chunk], found[lo : lo + chunk], k), starts))
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    """`mix` in parts of PART members on the pool."""
+    parts = [
+        workers.submit(pool, mix, again[lo : lo + PART], found[lo : lo + PART], k) for lo in _starts(again)
+    ]
+    sources, positions = zip(*(part.result() for part in parts), strict=True)
+    return np.concatenate(sources), np.concatenate(positions)
+
+
+def _starts(rows: NDArray[np.generic]) -> range:
+    return range(0, max(len(rows), 1), PART)
 
 
 def stream(
@@ -322,32 +334,39 @@ def stream(
 ) -> Generator[TopLists, None, None]:
     """All three lists for `users` (indexes into `pairs.members`; default every member with history),
     in blocks of `block` members, in order: what publishing overlaps with. `pairs` must be indexed
-    like the model: the same members and catalogue it was trained on. With threads, buy-again (one
-    vectorised pass over all the pairs) is the first task of the pool that then takes discover's
-    chunks, so the two run side by side."""
+    like the model: the same members and catalogue it was trained on.
+
+    On the pool, in this order, so that no thread waits while there is work: buy-again's preparation
+    (rhythms: beside `Context.build` here), then discover's chunks one block ahead of the block being
+    finished, that block's buy-again (its preparation is done by then), then mixed, both in parts."""
     n_items = len(catalogue.product)
-    context = Context.build(pairs, rec.embeddings, recent_buyers(pairs, n_items, rec.popularity_days))
     chosen = np.arange(pairs.n_users) if users is None else users
-    found = _Discover(rec, pairs, catalogue, context, k)
+    parts = [chosen[lo : lo + block] for lo in range(0, max(len(chosen), 1), block)]
+    with workers.pool(threads) as pool:
+        again = workers.submit(pool, _Again, rec, pairs, catalogue, k)
+        context = Context.build(pairs, rec.embeddings, recent_buyers(pairs, n_items, rec.popularity_days))
+        found = _Discover(rec, pairs, catalogue, context, k)
 
-    def again() -> tuple[Ints, NDArray[np.float32], NDArray[np.int8]]:
-        return buy_again(rec, pairs, catalogue, context, k, rhythm(pairs, catalogue))
+        def discovering(part: Ints) -> list[Future[Lists]]:
+            return [workers.submit(pool, found, c) for c in _chunks(part, chunk)]
 
-    with _workers(threads) as pool:
-        pending = None if pool is None else pool.submit(again)
-        again_lists = None
-        for lo in range(0, max(len(chosen), 1), block):
-            part = chosen[lo : lo + block]
-            items, scores, reasons = found(part, chunk, pool)
-            if again_lists is None:
-                again_lists = again() if pending is None else pending.result()
-            again_scores = again_lists[1][part]
-            source, position = _mix_on(pool, again_scores, scores, k, chunk)
+        ahead = discovering(parts[0])
+        for i, part in enumerate(parts):
+            found_parts = ahead
+            if i + 1 < len(parts):
+                ahead = discovering(parts[i + 1])
+            again_parts = [
+                workers.submit(pool, lambda p: again.result()(p, context), part[lo : lo + PART])
+                for lo in _starts(part)
+            ]
+            again_items, again_scores, again_reasons = _joined(again_parts)
+            items, scores, reasons = _joined(found_parts)
+            source, position = _mixed(pool, again_scores, scores, k)
             yield TopLists(
                 members=pairs.members[part],
-                again_items=again_lists[0][part],
+                again_items=again_items,
                 again_scores=again_scores,
-                again_reasons=again_lists[2][part],
+                again_reasons=again_reasons,
                 discover_items=items,
                 discover_scores=scores,
                 discover_reasons=reasons,
@@ -366,6 +385,9 @@ def compute(
     chunk: int = CHUNK,
     threads: int = 1,
 ) -> TopLists:
-    """All three lists for `users` at once (see `stream`)."""
-    (top,) = stream(rec, pairs, catalogue, k=k, users=users, block=1 << 62, chunk=chunk, threads=threads)
-    return top
+    """All three lists for `users` at once (computed in `stream`'s blocks, which keep the buy-again
+    pairs and the merge's arrays in cache)."""
+    blocks = list(stream(rec, pairs, catalogue, k=k, users=users, chunk=chunk, threads=threads))
+    if len(blocks) == 1:
+        return blocks[0]
+    return TopLists(*(np.concatenate([getattr(b, f.name) for b in blocks]) for f in fields(TopLists)))

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from recommender import repository
-from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions, group_median
+from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions, Ints, group_median
 from recommender.repository import Connection
 
 BASES = ("none", "member", "product", "population", "category")
@@ -62,40 +62,69 @@ def _population(keys: NDArray[np.int64], own: Floats, n: int) -> tuple[Floats, F
     return median, support
 
 
+@dataclass(frozen=True)
+class Population:
+    """What members' own rhythms say about a product and a category (medians, and how many members
+    stand behind each): learned once from every pair, then applied to any of them (`rhythm_of`)."""
+
+    product_days: Floats
+    product_support: Floats
+    category: Ints
+    """Per product: its category's index, -1 for none."""
+    category_days: Floats
+
+    @classmethod
+    def learn(cls, interactions: Interactions, catalogue: Catalogue) -> Population:
+        own = _own(interactions)
+        product_days, product_support = _population(interactions.item, own, len(catalogue.product))
+        _, category = np.unique(catalogue.category, return_inverse=True)
+        category = np.where(catalogue.category == "", -1, category)
+        pair_category = category[interactions.item]
+        in_category = pair_category >= 0
+        category_days = np.full(int(category.max(initial=-1)) + 1, np.nan)
+        if in_category.any():
+            category_days, _ = _population(pair_category[in_category], own[in_category], len(category_days))
+        return cls(product_days, product_support, category, category_days)
+
+    def rhythm_of(self, interactions: Interactions, catalogue: Catalogue) -> Rhythm:
+        """The rhythm of each of these pairs (vectorised over pairs)."""
+        n = len(interactions.item)
+        own = _own(interactions)
+        gaps = interactions.orders - 1
+        days = own.copy()
+        confidence = np.where(np.isfinite(own), gaps / (gaps + 2), 0.0)
+        basis = np.where(np.isfinite(own), 1, 0).astype(np.int8)
+
+        stated = catalogue.consumable_days[interactions.item]
+        use = ~np.isfinite(days) & (stated > 0)
+        days[use], confidence[use], basis[use] = stated[use], PRODUCT_CONFIDENCE, 2
+
+        pair_category = self.category[interactions.item]
+        category_days = np.full(n, np.nan)
+        in_category = pair_category >= 0
+        category_days[in_category] = self.category_days[pair_category[in_category]]
+        for level, source, support in (
+            (3, self.product_days[interactions.item], self.product_support[interactions.item]),
+            (4, category_days, np.full(n, float(MIN_POPULATION))),
+        ):
+            use = ~np.isfinite(days) & np.isfinite(source)
+            days[use] = source[use]
+            confidence[use] = POPULATION_CONFIDENCE * support[use] / (support[use] + MIN_POPULATION)
+            basis[use] = level
+            if level == 4:
+                confidence[use] /= 2  # a category's rhythm is a rougher guess than the product's
+        return Rhythm(days=days, confidence=confidence, basis=basis)
+
+
+def _own(interactions: Interactions) -> Floats:
+    """Each pair's own rhythm: the median gap between its orders (NaN under two orders)."""
+    own: Floats = np.where(interactions.median_gap > 0, interactions.median_gap, np.nan)
+    return own
+
+
 def rhythm(interactions: Interactions, catalogue: Catalogue) -> Rhythm:
-    """The rhythm of every interaction pair (vectorised over pairs)."""
-    n = len(interactions.item)
-    own = np.where(interactions.median_gap > 0, interactions.median_gap, np.nan)
-    gaps = interactions.orders - 1
-    days = own.copy()
-    confidence = np.where(np.isfinite(own), gaps / (gaps + 2), 0.0)
-    basis = np.where(np.isfinite(own), 1, 0).astype(np.int8)
-
-    stated = catalogue.consumable_days[interactions.item]
-    use = ~np.isfinite(days) & (stated > 0)
-    days[use], confidence[use], basis[use] = stated[use], PRODUCT_CONFIDENCE, 2
-
-    n_items = len(catalogue.product)
-    product_days, product_support = _population(interactions.item, own, n_items)
-    _, category = np.unique(catalogue.category, return_inverse=True)
-    category = np.where(catalogue.category == "", -1, category)
-    pair_category = category[interactions.item]
-    in_category = pair_category >= 0
-    category_days = np.full(n, np.nan)
-    if in_category.any():
-        medians, _ = _population(pair_category[in_category], own[in_category], int(category.max()) + 1)
-        category_days[in_category] = medians[pair_category[in_category]]
-    for level, source, support in (
-        (3, product_days[interactions.item], product_support[interactions.item]),
-        (4, category_days, np.full(n, float(MIN_POPULATION))),
-    ):
-        use = ~np.isfinite(days) & np.isfinite(source)
-        days[use] = source[use]
-        confidence[use] = POPULATION_CONFIDENCE * support[use] / (support[use] + MIN_POPULATION)
-        basis[use] = level
-        if level == 4:
-            confidence[use] /= 2  # a category's rhythm is a rougher guess than the product's
-    return Rhythm(days=days, confidence=confidence, basis=basis)
+    """The rhythm of every interaction pair, the population learned from these same pairs."""
+    return Population.learn(interactions, catalogue).rhythm_of(interactions, catalogue)
 
 
 @dataclass(frozen=True)

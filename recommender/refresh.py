@@ -12,7 +12,7 @@ from datetime import datetime
 import numpy as np
 from redis.asyncio import Redis
 
-from recommender import lists, repository, serving
+from recommender import lists, publishing, repository, serving
 from recommender.evaluate import targets
 from recommender.lists import Recommender, TopLists
 from recommender.metrics import score
@@ -86,11 +86,12 @@ async def publish_lists(
     block: int = lists.STREAM_BLOCK,
 ) -> Streamed:
     """Every member's lists into Redis under `version` (not live until `serving.switch`): blocks of
-    members are computed on a thread (`lists.stream`) while the event loop writes the block before,
-    so Redis round trips hide behind the matrix products and at most two blocks are held at once."""
+    members are computed on a thread (`lists.stream`, its pool a block ahead) while the event loop
+    writes the block before, so Redis round trips hide behind the matrix products and a few blocks
+    are held at once."""
     pairs, catalogue = data.history, data.catalogue
     started = time.perf_counter()
-    publisher = serving.Publisher(redis, store_id=store_id, version=version, k=k)
+    publisher = publishing.Publisher(redis, store_id=store_id, version=version, k=k)
     await publisher.catalogue(catalogue, popularity, pairs.n_users)
     blocks = lists.stream(rec, pairs, catalogue, k=k, block=block, threads=threads)
     computing = 0.0
@@ -102,10 +103,13 @@ async def publish_lists(
         computing += time.perf_counter() - began
         return top
 
-    pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
+    # run_in_executor hands the next block to its thread at once; `to_thread` would start only when the
+    # loop next turns, after this block's encoding, leaving the pool without work meanwhile.
+    loop = asyncio.get_running_loop()
+    pending = loop.run_in_executor(None, compute_next)
     try:
         while (top := await pending) is not None:
-            pending = asyncio.ensure_future(asyncio.to_thread(compute_next))
+            pending = loop.run_in_executor(None, compute_next)
             await publisher.lists(top)
     finally:
         if not pending.done():  # writing failed: let the block in hand finish before closing the stream

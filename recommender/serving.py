@@ -1,4 +1,5 @@
-"""Serving from Redis: precomputed lists written under a model version, read without any model.
+"""Serving from Redis: precomputed lists written under a model version (by `recommender.publishing`),
+read without any model.
 
 Layout (store `S`, version `N`):
 - `patron:rec:S:live` -> N, set after N's lists are all written: the switch readers see;
@@ -13,6 +14,7 @@ The API reads the live version (cached for a second or two), then one HGET; it n
 
 from __future__ import annotations
 
+import functools
 import struct
 import time
 import zlib
@@ -22,11 +24,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 from redis.asyncio import Redis
 
-from recommender.dataset import Catalogue, MemberFacts, Strs
-from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
+from recommender.lists import REASONS
 
 BUCKETS = 64
 LISTS = ("mixed", "buy_again", "discover")
@@ -51,8 +51,6 @@ def row_dtype(k: int) -> np.dtype[np.void]:
 
 
 ROW_BYTES_PER_SLOT = row_dtype(1).itemsize
-_INT = struct.Struct("<i")
-_HALF = struct.Struct("<e")
 
 
 def live_key(store_id: str) -> str:
@@ -65,146 +63,6 @@ def version_key(store_id: str, version: int, suffix: str) -> str:
 
 def bucket_of(customer_id: str) -> int:
     return zlib.crc32(customer_id.encode()) % BUCKETS
-
-
-def encode_rows(top: TopLists, k: int) -> NDArray[np.void]:
-    """The lists as binary rows, one per member, in one vectorised assignment per field."""
-    rows = np.zeros(len(top.members), dtype=row_dtype(k))
-    rows["again_item"] = top.again_items[:, :k]
-    rows["again_score"] = np.where(np.isfinite(top.again_scores), top.again_scores, 0)[:, :k]
-    rows["again_reason"] = top.again_reasons[:, :k]
-    rows["discover_item"] = top.discover_items[:, :k]
-    rows["discover_score"] = np.where(np.isfinite(top.discover_scores), top.discover_scores, 0)[:, :k]
-    rows["discover_reason"] = top.discover_reasons[:, :k]
-    rows["mixed_source"] = top.mixed_source[:, :k]
-    rows["mixed_position"] = top.mixed_position[:, :k]
-    return rows
-
-
-def popularity_rows(
-    catalogue: Catalogue,
-    popularity: NDArray[np.float64],
-    favourites: list[tuple[str, ...]],
-    k: int,
-    members: int,
-) -> NDArray[np.void]:
-    """Cold-start rows: popular products of the given favourite categories first, then store-wide
-    popular ones (`favourites=[()]` gives the store-wide row). The score is the share of members who
-    bought the product recently, a probability like the other lists' scores."""
-    score = np.where(catalogue.active, popularity, -np.inf)
-    order = np.argsort(-score, kind="stable")
-    order = order[np.isfinite(score[order])]
-    rows = np.zeros(len(favourites), dtype=row_dtype(k))
-    rows["again_item"] = -1
-    rows["discover_item"] = -1
-    rows["mixed_source"] = -1
-    for i, categories in enumerate(favourites):
-        liked = np.isin(catalogue.category[order], np.array(categories, dtype=np.str_))
-        picked = np.concatenate([order[liked], order[~liked]])[:k]
-        n = len(picked)
-        rows["discover_item"][i, :n] = picked
-        rows["discover_score"][i, :n] = score[picked] / max(members, 1)
-        rows["discover_reason"][i, :n] = np.where(np.arange(n) < liked.sum(), POPULAR_IN_FAVOURITES, POPULAR)
-        rows["mixed_source"][i, :n] = 1
-        rows["mixed_position"][i, :n] = np.arange(n)
-    return rows
-
-
-@dataclass(frozen=True)
-class Published:
-    version: int
-    members: int
-    seconds: float
-
-
-class Publisher:
-    """Writes one version's rows, in pipelined batches, as blocks of lists arrive (not live until
-    `switch`): one HSET of (customer id, row bytes) arguments per bucket and batch."""
-
-    def __init__(self, redis: Redis, *, store_id: str, version: int, k: int, batch: int = 2000) -> None:
-        self._redis = redis
-        self._store_id = store_id
-        self._version = version
-        self._k = k
-        self._batch = batch
-        self._buckets = [version_key(store_id, version, f"b{b}") for b in range(BUCKETS)]
-        self._started = time.perf_counter()
-        self.members = 0
-
-    async def catalogue(self, catalogue: Catalogue, popularity: NDArray[np.float64], members: int) -> None:
-        """The product ids rows point into, and the store-wide cold-start row."""
-        popular = popularity_rows(catalogue, popularity, [()], self._k, members)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(
-                version_key(self._store_id, self._version, "products"), "\n".join(catalogue.product.tolist())
-            )
-            pipe.set(version_key(self._store_id, self._version, "popular"), popular.tobytes())
-            await pipe.execute()
-
-    async def rows(self, members: Strs, rows: NDArray[np.void]) -> None:
-        """One row per member (`row_dtype(k)`), grouped by bucket with one stable sort per batch."""
-        names = members.tolist()
-        values = rows.view(np.dtype((np.void, rows.dtype.itemsize))).ravel().tolist()
-        buckets = np.array([bucket_of(m) for m in names], dtype=np.int64)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for lo in range(0, len(names), self._batch):
-                hi = min(lo + self._batch, len(names))
-                order = lo + np.argsort(buckets[lo:hi], kind="stable")
-                ends = np.searchsorted(buckets[order], np.arange(BUCKETS + 1), side="left")
-                for bucket in np.flatnonzero(np.diff(ends)):
-                    picked = order[ends[bucket] : ends[bucket + 1]].tolist()
-                    args: list[str | bytes] = [""] * (2 * len(picked))
-                    args[0::2] = [names[i] for i in picked]
-                    args[1::2] = [values[i] for i in picked]
-                    pipe.execute_command("HSET", self._buckets[bucket], *args)
-                await pipe.execute()
-        self.members += len(names)
-
-    async def lists(self, top: TopLists) -> None:
-        """A block of members' lists, encoded (`encode_rows`)."""
-        await self.rows(top.members, encode_rows(top, self._k))
-
-    async def cold_start(
-        self,
-        catalogue: Catalogue,
-        popularity: NDArray[np.float64],
-        facts: MemberFacts | None,
-        known: Strs,
-        members: int,
-    ) -> None:
-        """Rows for members without purchases (not in `known`) but with favourite categories."""
-        if facts is None:
-            return
-        cold = np.array([bool(f) for f in facts.favourites], dtype=bool) & ~np.isin(facts.member, known)
-        if cold.any():
-            chosen = [facts.favourites[i] for i in np.flatnonzero(cold)]
-            await self.rows(
-                facts.member[cold], popularity_rows(catalogue, popularity, chosen, self._k, members)
-            )
-
-    def done(self) -> Published:
-        """How many rows were written, and how long since the publisher was made."""
-        return Published(self._version, self.members, time.perf_counter() - self._started)
-
-
-async def publish(
-    redis: Redis,
-    *,
-    store_id: str,
-    version: int,
-    top: TopLists,
-    catalogue: Catalogue,
-    popularity: NDArray[np.float64],
-    facts: MemberFacts | None,
-    k: int,
-    batch: int = 2000,
-) -> Published:
-    """Write a version's rows at once (not live until `switch`)."""
-    publisher = Publisher(redis, store_id=store_id, version=version, k=k, batch=batch)
-    await publisher.catalogue(catalogue, popularity, len(top.members))
-    await publisher.lists(top)
-    await publisher.cold_start(catalogue, popularity, facts, top.members, len(top.members))
-    return publisher.done()
 
 
 async def switch(redis: Redis, *, store_id: str, version: int) -> None:
@@ -385,28 +243,38 @@ async def read_many(
 
 def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tuple[str, float, str]]:
     """The first `limit` entries of one list from a `row_dtype` row, with `struct` rather than numpy:
-    for ten entries, building arrays would cost more than the Redis round trip it follows."""
+    for ten entries, building arrays would cost more than the Redis round trip it follows. Each list's
+    first `limit` product indexes and scores come out in one call each (a mixed slot's position in its
+    list is never past the slot), then the slots are walked."""
     k = len(raw) // ROW_BYTES_PER_SLOT
-    lists = (0, 7 * k)  # byte offsets of buy-again's and discover's fields
-
-    def entry(which: int, position: int) -> tuple[int, float, int]:
-        base = lists[which]
-        item = _INT.unpack_from(raw, base + 4 * position)[0]
-        score = _HALF.unpack_from(raw, base + 4 * k + 2 * position)[0]
-        return item, score, raw[base + 6 * k + position]
-
+    n = min(limit, k)
+    items, scores, reasons = [], [], []
+    for base in (0, 7 * k):  # byte offsets of buy-again's and discover's fields
+        items.append(_ints(n).unpack_from(raw, base))
+        scores.append(_halves(n).unpack_from(raw, base + 4 * k))
+        reasons.append(raw[base + 6 * k : base + 6 * k + n])
     if list_name == "mixed":
         # -1 (no entry) reads back as 255 from the bytes; entries after the first empty one are empty.
-        picks = zip(raw[14 * k : 15 * k], raw[15 * k : 16 * k], strict=True)
+        picks = zip(raw[14 * k : 14 * k + n], raw[15 * k : 15 * k + n], strict=True)
     else:
         which = 0 if list_name == "buy_again" else 1
-        picks = zip([which] * k, range(k), strict=True)
+        picks = zip([which] * n, range(n), strict=True)
     out: list[tuple[str, float, str]] = []
     for which, position in picks:
-        if which > 1 or len(out) >= limit:
+        if which > 1:
             break
-        item, score, reason = entry(which, position)
+        item = items[which][position]
         if item < 0:
             break
-        out.append((ids[item], round(score, 4), REASONS[reason]))
+        out.append((ids[item], round(scores[which][position], 4), REASONS[reasons[which][position]]))
     return out
+
+
+@functools.cache
+def _ints(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}i")
+
+
+@functools.cache
+def _halves(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}e")

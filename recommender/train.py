@@ -158,21 +158,6 @@ def _label_keys(pairs: Interactions, labels: Interactions, n_items: int) -> Ints
 MAX_FIT_ROWS = 2_000_000
 
 
-def _subset(pairs: Interactions, rows: Ints) -> Interactions:
-    return Interactions(
-        members=pairs.members,
-        user=pairs.user[rows],
-        item=pairs.item[rows],
-        orders=pairs.orders[rows],
-        quantity=pairs.quantity[rows],
-        recency=pairs.recency[rows],
-        first_at=pairs.first_at[rows],
-        last_at=pairs.last_at[rows],
-        median_gap=pairs.median_gap[rows],
-        until=pairs.until,
-    )
-
-
 def fit_rankers(
     data: TrainingData, embeddings: Embeddings, config: TrainConfig, *, seed: int = 0
 ) -> tuple[Logistic, Logistic]:
@@ -185,7 +170,7 @@ def fit_rankers(
     rng = np.random.default_rng(seed)
     # A few million rows fit a handful of weights as well as all of them would, in bounded memory.
     fit_rows = rng.permutation(len(history_keys))[:MAX_FIT_ROWS]
-    sub = _subset(pairs, fit_rows)
+    sub = pairs.subset(fit_rows)
     scores = ranking.pair_scores(embeddings, sub.user, sub.item)
     x_again = ranking.again_features(sub, rhythm(sub, catalogue), context, scores)
     again = ranking.fit_logistic(x_again, np.isin(history_keys[fit_rows], positive).astype(np.float64))

@@ -33,7 +33,7 @@ from loyalty.program import Care, QuietHours, Trigger, default_program
 from loyalty.stores import StoreCreate
 from plugin import care_jobs, database, embedded
 from plugin.migrations import migrate
-from recommender import serving
+from recommender import publishing, serving
 from recommender.dataset import Catalogue
 from recommender.lists import SIMILAR_MEMBERS, TopLists
 from tests.bench.program_change import bench_database
@@ -120,7 +120,7 @@ async def publish_lists(redis: Redis, store_id: str, members: int, k: int) -> fl
         mixed_position=np.tile(np.arange(k), (members, 1)),
     )
     started = time.perf_counter()
-    await serving.publish(
+    await publishing.publish(
         redis,
         store_id=store_id,
         version=1,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recommender import lists, ranking, serving
+from recommender import lists, publishing, ranking, serving
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Interactions, MemberFacts
 from recommender.embeddings import Embeddings
 from recommender.lists import Recommender
@@ -111,14 +111,16 @@ def bench_precompute(members: int, items: int, k: int, components: int, threads:
     lists.compute(rec, pairs, cat, k=k, users=np.arange(min(members, 4096)), threads=threads)  # warm up
     context = ranking.Context.build(pairs, emb, lists.recent_buyers(pairs, items, 28))
     everyone = np.arange(members)
+    load_before = os.getloadavg()[0]
     started, cpu = time.perf_counter(), time.process_time()
     lists.discover(rec, pairs, cat, context, k, everyone, threads=threads)
     discovered, discover_cpu = time.perf_counter(), time.process_time()
     top = lists.compute(rec, pairs, cat, k=k, threads=threads)
     computed, compute_cpu = time.perf_counter(), time.process_time()
-    rows = serving.encode_rows(top, k)
+    rows = publishing.encode_rows(top, k)
     blob = rows.tobytes()
     encoded = time.perf_counter()
+    load_after = os.getloadavg()[0]
     del top, rows, blob
     written = asyncio.run(_into_redis(rec, pairs, cat, k, threads))
     return {
@@ -130,10 +132,13 @@ def bench_precompute(members: int, items: int, k: int, components: int, threads:
         "threads": threads,
         "discover_top_k_members_per_second": round(members / (discovered - started)),
         "discover_top_k_members_per_cpu_second": round(members / (discover_cpu - cpu)),
+        "discover_cpu_us_per_member": round((discover_cpu - cpu) / members * 1e6, 1),
         "all_lists_seconds": round(computed - discovered, 2),
         "all_lists_members_per_second": round(members / (computed - discovered)),
         "all_lists_members_per_cpu_second": round(members / (compute_cpu - discover_cpu)),
-        "load_average": os.getloadavg()[0],
+        "all_lists_cpu_us_per_member": round((compute_cpu - discover_cpu) / members * 1e6, 1),
+        "load_average": load_after,
+        "load_average_before": load_before,
         "encode_members_per_second": round(members / (encoded - computed)),
         "bytes_per_member": ROW_BYTES_PER_SLOT * k,
         **written,
@@ -156,6 +161,8 @@ async def _into_redis(
         url, handle = embedded.start_redis(Path(tempfile.mkdtemp(prefix="patron-bench-")))
     redis = Redis.from_url(url)
     data = TrainingData(catalogue=cat, facts=None, history=pairs, validation=pairs, labels=pairs)
+    load_before = os.getloadavg()[0]
+    server_cpu = _server_cpu(handle)
     started, cpu = time.perf_counter(), time.process_time()
     streamed = await publish_lists(
         redis,
@@ -168,17 +175,34 @@ async def _into_redis(
         threads=threads,
     )
     elapsed, used = time.perf_counter() - started, time.process_time() - cpu
+    server_used = _server_cpu(handle) - server_cpu
+    load_after = os.getloadavg()[0]
     await redis.flushdb()
     await redis.aclose()
     if handle is not None:
         handle.shutdown()
+    per_member = 1e6 / streamed.members
     return {
         "into_redis_members_per_second": round(streamed.members / elapsed),
         "into_redis_members_per_cpu_second": round(streamed.members / used),
+        "into_redis_cpu_us_per_member": round(used * per_member, 1),
+        "into_redis_server_cpu_us_per_member": round(server_used * per_member, 1),
         "into_redis_compute_seconds": round(streamed.compute_seconds, 2),
         "into_redis_seconds": round(elapsed, 2),
-        "into_redis_load_average": os.getloadavg()[0],
+        "into_redis_load_average": load_after,
+        "into_redis_load_average_before": load_before,
     }
+
+
+def _server_cpu(handle: object) -> float:
+    """CPU seconds the embedded redis-server has used (0 for an external server: not measured)."""
+    pid = getattr(handle, "pid", None)
+    if pid is None:
+        return 0.0
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def bench_train(n_interactions: int, items: int, epochs: int | None, threads: int) -> dict[str, float]:
@@ -278,11 +302,11 @@ async def _read(members: int, k: int, requests: int, concurrency: int) -> dict[s
         mixed_position=np.tile(np.arange(k), (members, 1)),
     )
     store = "st_bench"
-    published = await serving.publish(
+    published = await publishing.publish(
         redis, store_id=store, version=1, top=top, catalogue=cat, popularity=np.ones(10_000), facts=None, k=k
     )
     await serving.switch(redis, store_id=store, version=1)
-    sample = serving.encode_rows(top, k)[0].tobytes()
+    sample = publishing.encode_rows(top, k)[0].tobytes()
     await redis.set("bench:bare", sample)
     reader = serving.Reader(redis)
     names = pairs.members.tolist()

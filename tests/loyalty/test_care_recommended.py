@@ -12,7 +12,7 @@ from loyalty.program import Program
 from loyalty.stores import StoreCreated
 from plugin.care_jobs import care_sources
 from plugin.runtime import Runtime
-from recommender import serving
+from recommender import publishing, serving
 from tests.loyalty.care_rows import actions, care_member, care_program, events
 from tests.recommender import synthetic
 
@@ -22,7 +22,7 @@ NOON = datetime(2026, 6, 10, 10, tzinfo=UTC)
 async def publish_lists(runtime: Runtime, store_id: str, members: list[str], k: int = 5) -> list[str]:
     """Each member's lists (`synthetic.top_lists`) live in Redis; returns the discover list's ids."""
     _, catalogue, _ = synthetic.as_arrays([])
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store_id,
         version=1,

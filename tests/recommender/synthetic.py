@@ -15,7 +15,8 @@ import numpy as np
 
 from loyalty.repository import Connection
 from recommender.dataset import Catalogue, MemberFacts, Purchases
-from recommender.lists import TopLists, mix
+from recommender.lists import TopLists
+from recommender.mixed import mix
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 GROUPS = {"A": ("tea", "cups"), "B": ("wine", "glasses")}

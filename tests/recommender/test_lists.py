@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recommender import dataset, lists, model, ranking
+from recommender import dataset, lists, mixed, model, ranking
 from recommender.dataset import SECONDS_PER_DAY, Catalogue, Floats, Interactions
 from recommender.lists import Recommender
 from recommender.metrics import top_k
@@ -93,18 +93,24 @@ def test_discover_skips_products_no_longer_sold_even_when_they_would_win() -> No
     assert (items >= 0).all()
 
 
-def test_stream_blocks_equal_one_computation() -> None:
+def test_stream_blocks_equal_one_computation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 10 members, buy-again and mixed in parts of 3, discover in chunks of 4, on two
+    threads: the same lists as one computation of everyone."""
     rec, pairs, catalogue = random_model(n_items=WIDE)
     whole = lists.compute(rec, pairs, catalogue, k=K, threads=2)
+    monkeypatch.setattr(lists, "PART", 3)
     blocks = list(lists.stream(rec, pairs, catalogue, k=K, block=10, chunk=4, threads=2))
     assert [len(b.members) for b in blocks] == [10, 10, 10, pairs.n_users - 30]
     for name in (
         "members",
         "again_items",
         "again_scores",
+        "again_reasons",
         "discover_items",
         "discover_scores",
+        "discover_reasons",
         "mixed_source",
+        "mixed_position",
     ):
         joined = np.concatenate([getattr(b, name) for b in blocks])
         np.testing.assert_array_equal(joined, getattr(whole, name))
@@ -113,17 +119,23 @@ def test_stream_blocks_equal_one_computation() -> None:
 def test_buy_again_equals_brute_force() -> None:
     rec, pairs, catalogue = random_model()
     context = _context(rec, pairs, catalogue)
+    items, scores, reasons = lists.buy_again(rec, pairs, catalogue, context, K)
+    # The straightforward way: every pair's rhythm, features and probability at once, then per member.
     r = rhythm(pairs, catalogue)
-    items, scores, _ = lists.buy_again(rec, pairs, catalogue, context, K, r)
     model_score = ranking.pair_scores(rec.embeddings, pairs.user, pairs.item)
     prob = ranking.sigmoid(rec.again.logit(ranking.again_features(pairs, r, context, model_score)))
     allowed = catalogue.active[pairs.item] & ~lists.durable_recent(pairs, catalogue)
+    ratio = r.due_ratio(pairs)
+    due = (ratio >= 0.75) & (ratio <= 2.0) & (r.confidence >= 0.3)
+    assert due.any()
     for u in range(pairs.n_users):
         own = np.flatnonzero((pairs.user == u) & allowed)
         best = own[np.argsort(-prob[own], kind="stable")][:K]
         expected = pairs.item[best].tolist() + [-1] * (K - len(best))
         assert items[u].tolist() == expected
         np.testing.assert_allclose(scores[u][: len(best)], prob[best], rtol=1e-5)
+        expected_reasons = np.where(due[best], lists.DUE_AGAIN, lists.BOUGHT_BEFORE)
+        assert reasons[u][: len(best)].tolist() == expected_reasons.tolist()
 
 
 def test_mixed_interleaves_by_score_and_keeps_each_lists_order() -> None:
@@ -225,9 +237,18 @@ def test_mix_takes_the_order_a_stable_sort_of_both_lists_gives() -> None:
     found = -np.sort(-rng.integers(0, 5, (40, 12)).astype(np.float32), axis=1) / 4
     again[::3, 7:] = -np.inf
     found[::4, 9:] = -np.inf
-    source, position = lists.mix(again, found, 12)
+    source, position = mixed.mix(again, found, 12)
     both = np.concatenate([again, found], axis=1)
     order = np.argsort(-both, axis=1, kind="stable")[:, :12]
     picked = np.take_along_axis(both, order, axis=1)
     np.testing.assert_array_equal(source, np.where(np.isfinite(picked), order >= 12, -1))
     np.testing.assert_array_equal(position, order % 12)
+
+
+def test_mix_of_lists_shorter_than_k_leaves_the_rest_empty() -> None:
+    again = np.array([[0.9, 0.2], [-np.inf, -np.inf]], dtype=np.float32)
+    found = np.array([[0.5], [0.4]], dtype=np.float32)
+    source, position = mixed.mix(again, found, 4)
+    assert source.tolist() == [[0, 1, 0, -1], [1, -1, -1, -1]]
+    assert position[0, :3].tolist() == [0, 0, 1]
+    assert position[1, 0] == 0

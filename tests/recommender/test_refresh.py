@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from plugin.runtime import Runtime
-from recommender import lists, serving
+from recommender import lists, publishing, serving
 from recommender.refresh import publish_lists
 from recommender.train import TrainingData
 from tests.recommender.worlds import WIDE, random_model
@@ -31,7 +31,7 @@ async def test_lists_streamed_to_redis_are_one_computation_of_them(runtime: Runt
     await serving.switch(runtime.redis, store_id=store, version=1)
     assert streamed.members == pairs.n_users
     whole = lists.compute(rec, pairs, catalogue, k=k)
-    rows = serving.encode_rows(whole, k)
+    rows = publishing.encode_rows(whole, k)
     for member, row in zip(whole.members.tolist(), rows, strict=True):
         bucket = serving.version_key(store, 1, f"b{serving.bucket_of(member)}")
         assert await runtime.redis.hget(bucket, member) == row.tobytes()

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from plugin.runtime import Runtime
-from recommender import serving
-from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS
+from recommender import publishing, serving
+from recommender.lists import POPULAR, POPULAR_IN_FAVOURITES, REASONS, TopLists
+from recommender.mixed import mix
 from tests.recommender import synthetic
 
 
 def test_rows_round_trip_through_the_binary_format() -> None:
     top = synthetic.top_lists(["a", "b"], 4)
-    rows = serving.encode_rows(top, 4)
+    rows = publishing.encode_rows(top, 4)
     back = np.frombuffer(rows.tobytes(), dtype=serving.row_dtype(4))
     assert back["again_item"].tolist() == top.again_items.tolist()
     np.testing.assert_allclose(back["discover_score"], top.discover_scores, atol=1e-3)
@@ -23,7 +24,7 @@ def test_rows_round_trip_through_the_binary_format() -> None:
 def test_cold_start_rows_put_favourite_categories_first() -> None:
     _, catalogue, _ = synthetic.as_arrays([])
     popularity = np.arange(len(catalogue.product), dtype=np.float64)  # later ids more popular
-    rows = serving.popularity_rows(catalogue, popularity, [("tea",), ()], 10, members=100)
+    rows = publishing.popularity_rows(catalogue, popularity, [("tea",), ()], 10, members=100)
     liked = rows[0]["discover_item"][: synthetic.PER_CATEGORY]
     assert {str(c) for c in catalogue.category[liked]} == {"tea"}
     assert rows[0]["discover_reason"][: synthetic.PER_CATEGORY].tolist() == [POPULAR_IN_FAVOURITES] * 8
@@ -39,7 +40,7 @@ async def test_publish_switch_and_read(runtime: Runtime) -> None:
     reader = serving.Reader(redis, live_ttl=0.0)
     assert await reader.read(store, "a", list_name="mixed", limit=5) == ([], None)
     for version in (1, 2, 3):
-        await serving.publish(
+        await publishing.publish(
             redis,
             store_id=store,
             version=version,
@@ -73,7 +74,7 @@ async def test_publish_switch_and_read(runtime: Runtime) -> None:
 async def test_limit_is_respected(runtime: Runtime, list_name: str) -> None:
     _, catalogue, _ = synthetic.as_arrays([])
     store = f"st_limit_{list_name}"
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=1,
@@ -98,7 +99,7 @@ async def test_members_without_purchases_get_their_favourite_categories(runtime:
         favourites=[("wine",), ("glasses",)],
     )
     store = "st_favourites"
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=1,
@@ -126,7 +127,7 @@ async def test_read_many_agrees_with_the_reader_and_skips_members_without_a_row(
         runtime.redis, store_id=store, customer_ids=members, list_name="discover", limit=3
     )
     assert (empty.customer_ids, empty.version) == ([], None)
-    await serving.publish(
+    await publishing.publish(
         runtime.redis,
         store_id=store,
         version=4,
@@ -154,3 +155,39 @@ async def test_read_many_agrees_with_the_reader_and_skips_members_without_a_row(
             assert got[member] == [(p, r) for p, _, r in expected], (list_name, member)
     assert len(got["m0"]) == 6  # more asked than kept: the whole list
     assert len(got["m1"]) == 2
+
+
+@pytest.mark.parametrize("limit", [1, 4, 10])
+def test_decode_reads_back_every_list_of_a_row(limit: int) -> None:
+    """Each list read from a row: its entries in order up to the first empty slot, at most `limit`;
+    mixed takes each slot from the list and position the merge chose."""
+    rng = np.random.default_rng(limit)
+    k, n = 6, 40
+    drawn = [np.where(rng.random((n, k)) < empty, -np.inf, rng.random((n, k))) for empty in (0.4, 0.2)]
+    scores = [-np.sort(-d, axis=1).astype(np.float32) for d in drawn]
+    items = [np.where(np.isfinite(s), rng.integers(0, 30, (n, k)), -1) for s in scores]
+    reasons = [rng.integers(0, 2, (n, k)).astype(np.int8), rng.integers(2, 4, (n, k)).astype(np.int8)]
+    source, position = mix(scores[0], scores[1], k)
+    top = TopLists(
+        members=np.array([f"m{i}" for i in range(n)], dtype=np.str_),
+        again_items=items[0],
+        again_scores=scores[0],
+        again_reasons=reasons[0],
+        discover_items=items[1],
+        discover_scores=scores[1],
+        discover_reasons=reasons[1],
+        mixed_source=source,
+        mixed_position=position,
+    )
+    ids = [f"p{i}" for i in range(30)]
+
+    def entry(which: int, row: int, slot: int) -> tuple[str, float, str]:
+        score = round(float(np.float16(scores[which][row, slot])), 4)
+        return ids[items[which][row, slot]], score, REASONS[reasons[which][row, slot]]
+
+    for row, raw in enumerate(publishing.encode_rows(top, k)):
+        for which, name in enumerate(("buy_again", "discover")):
+            expected = [entry(which, row, j) for j in range(k) if items[which][row, j] >= 0][:limit]
+            assert serving._decode(raw.tobytes(), name, limit, ids) == expected
+        taken = [entry(s, row, p) for s, p in zip(source[row], position[row], strict=True) if s >= 0]
+        assert serving._decode(raw.tobytes(), "mixed", limit, ids) == taken[:limit]
