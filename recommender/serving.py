@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from aiodataloader import DataLoader
 from redis.asyncio import Redis
 
 from recommender.lists import REASONS
 
 BUCKETS = 64
+MAX_BATCH = 256
+"""Member rows fetched in one pipeline at most."""
 LISTS = ("mixed", "buy_again", "discover")
 PREFIX = "patron:rec:"
 
@@ -103,6 +106,11 @@ class Reader:
     ) -> None:
         self._redis = redis
         self._observe = observe or _ignore
+        # Reads arriving in the same event-loop turn share one round trip (a pipeline of HGETs); no
+        # memo, so every read asks Redis. A read never joins a pipeline already sent.
+        self._rows: DataLoader[tuple[str, str], bytes | None] = DataLoader(
+            self._fetch_rows, cache=False, max_batch_size=MAX_BATCH
+        )
         self._live_ttl = live_ttl
         self._live: dict[str, tuple[float, int | None]] = {}
         self._products: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
@@ -144,7 +152,7 @@ class Reader:
             self._observe("empty")
             return [], None
         bucket = version_key(store_id, version, f"b{bucket_of(customer_id)}")
-        raw = _bytes(await self._redis.hget(bucket, customer_id))
+        raw = await self._rows.load((bucket, customer_id))
         if raw is not None:
             self._observe("member")
         else:
@@ -157,6 +165,15 @@ class Reader:
         if ids is None:
             ids = await self._product_ids(store_id, version)
         return _decode(raw, list_name, limit, ids), version
+
+
+    async def _fetch_rows(self, keys: list[tuple[str, str]]) -> list[bytes | None]:
+        if len(keys) == 1:  # alone: a plain HGET, without a pipeline's bookkeeping
+            return [_bytes(await self._redis.hget(*keys[0]))]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket, customer_id in keys:
+                pipe.hget(bucket, customer_id)
+            return [_bytes(row) for row in await pipe.execute()]
 
 
 def _ignore(_: str) -> None:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 
@@ -17,6 +18,7 @@ from hooks.pump import DeliveryPump
 from hooks.repository import deliveries as repo
 from loyalty.stores import StoreCreated
 from plugin.runtime import Runtime
+from tests.conftest import eventually
 from tests.events import make_order, send
 from tests.hooks.outbound import (
     Clock,
@@ -168,9 +170,16 @@ async def test_a_lost_listen_connection_is_replaced(
             await conn.execute("SELECT pg_terminate_backend($1)", lost)
         await emit(runtime, store, "c1", 2)
         await receiver.wait_for(lambda: len(receiver.answered(200)) == 2)
-        # The poll delivered #2, and the pump listens again on another connection.
-        assert pump._listener is not None
-        assert pump._listener.get_server_pid() != lost
+
+        # The poll delivered #2, and the pump listens again on another connection (from its next
+        # turn: until then it holds the lost one, which asyncpg detached from its proxy).
+        async def listening_anew() -> bool:
+            try:
+                return pump._listener is not None and pump._listener.get_server_pid() != lost
+            except asyncpg.InterfaceError:
+                return False
+
+        assert await eventually(listening_anew)
         await emit(runtime, store, "c1", 3)
         await receiver.wait_for(lambda: len(receiver.answered(200)) == 3)
     assert pump._listener is None

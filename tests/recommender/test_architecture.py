@@ -9,7 +9,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("loyalty", "hooks", "plugin", "recommender")
-RECOMMENDER_MAY_IMPORT = {"numpy", "scipy", "lightfm", "asyncpg", "redis", "threadpoolctl", "recommender"}
+RECOMMENDER_MAY_IMPORT = {
+    "numpy",
+    "scipy",
+    "lightfm",
+    "asyncpg",
+    "redis",
+    "threadpoolctl",
+    "aiodataloader",
+    "recommender",
+}
 
 
 def _imports(path: Path) -> set[str]:

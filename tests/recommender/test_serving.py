@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
@@ -191,3 +193,39 @@ def test_decode_reads_back_every_list_of_a_row(limit: int) -> None:
             assert serving._decode(raw.tobytes(), name, limit, ids) == expected
         taken = [entry(s, row, p) for s, p in zip(source[row], position[row], strict=True) if s >= 0]
         assert serving._decode(raw.tobytes(), "mixed", limit, ids) == taken[:limit]
+
+
+async def test_concurrent_reads_share_one_round_trip_and_each_gets_its_own_list(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, catalogue, _ = synthetic.as_arrays([])
+    members = [f"c{i}" for i in range(12)]
+    store = "st_batched_reads"
+    await publishing.publish(
+        runtime.redis,
+        store_id=store,
+        version=1,
+        top=synthetic.top_lists(members, 6),
+        catalogue=catalogue,
+        popularity=np.ones(len(catalogue.product)),
+        facts=None,
+        k=6,
+    )
+    await serving.switch(runtime.redis, store_id=store, version=1)
+    reader = serving.Reader(runtime.redis)
+    alone = [await reader.read(store, cid, list_name="mixed", limit=4) for cid in [*members, "nobody"]]
+    batches: list[int] = []
+    fetch = reader._fetch_rows
+
+    async def counted(keys: list[tuple[str, str]]) -> list[bytes | None]:
+        batches.append(len(keys))
+        return await fetch(keys)
+
+    monkeypatch.setattr(reader, "_fetch_rows", counted)
+    monkeypatch.setattr(reader._rows, "batch_load_fn", counted)
+    together = await asyncio.gather(
+        *(reader.read(store, cid, list_name="mixed", limit=4) for cid in [*members, "nobody"])
+    )
+    assert batches == [len(members) + 1]
+    assert list(together) == alone
+    assert together[-1] == alone[-1] != together[0]  # "nobody" got the cold-start row, not a neighbour's
