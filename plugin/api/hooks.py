@@ -14,6 +14,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import msgspec
 from litestar import Request, post
+from litestar.datastructures import Headers
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
@@ -78,6 +79,16 @@ def _webhook(
     return decorate
 
 
+async def _known_store(
+    conn: Connection, runtime: Runtime, store_id: str, *, fresh: bool = False
+) -> tuple[StoreRow, bool]:
+    """The store (kept a few seconds) and whether it came from the cache; NotFound for no store."""
+    store, cached = await runtime.hook_stores.get(conn, store_id, fresh=fresh)
+    if store is None:
+        raise NotFound(f"no store {store_id}")
+    return store, cached
+
+
 async def _verified_store(
     conn: Connection,
     runtime: Runtime,
@@ -85,22 +96,36 @@ async def _verified_store(
     platform: platforms.Signer,
     check: Callable[[list[str]], T],
 ) -> tuple[StoreRow, T]:
-    """The store (kept a few seconds) and what `check` returned for its secret: the current one,
-    then during a rotation the previous one. A store row from the cache may predate a rotation, so
-    a signature it rejects is checked once more against the row as it is now."""
-    store, cached = await runtime.hook_stores.get(conn, store_id)
-    if store is None:
-        raise NotFound(f"no store {store_id}")
+    """The store and what `check` returned for its secret: the current one, then during a rotation
+    the previous one. A store row from the cache may predate a rotation, so a signature it rejects
+    is checked once more against the row as it is now."""
+    store, cached = await _known_store(conn, runtime, store_id)
     now = runtime.clock()
     try:
         return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
     except signing.InvalidSignature:
         if not cached:
             raise
-        store, _ = await runtime.hook_stores.get(conn, store_id, fresh=True)
-        if store is None:
-            raise NotFound(f"no store {store_id}") from None
+        store, _ = await _known_store(conn, runtime, store_id, fresh=True)
         return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
+
+
+async def _platform_delivery(
+    runtime: Runtime,
+    store_id: str,
+    platform: platforms.Platform,
+    check: Callable[[list[str]], object],
+    headers: Headers,
+    topic_header: str,
+) -> tuple[StoreRow, str]:
+    """The store of a Shopify or WooCommerce delivery whose signature `check` accepts, and the
+    topic the delivery names."""
+    async with runtime.pool.acquire() as conn:
+        store, _ = await _verified_store(conn, runtime, store_id, platform, check)
+    topic = headers.get(topic_header)
+    if not topic:
+        raise MalformedEvent(f"the {topic_header} header is required")
+    return store, topic
 
 
 async def _receive(
@@ -165,33 +190,25 @@ async def shopify_hook(
     often it is announced. Other topics are acknowledged and ignored."""
     headers = request.headers
     signature = headers.get(shopify.SIGNATURE_HEADER)
-    async with runtime.pool.acquire() as conn:
-        store, _ = await _verified_store(
-            conn,
-            runtime,
-            store_id,
-            "shopify",
-            lambda secrets: shopify.verify(secrets, body=body, signature=signature),
-        )
-        topic = headers.get(shopify.TOPIC_HEADER)
-        if not topic:
-            raise MalformedEvent(f"the {shopify.TOPIC_HEADER} header is required")
-        key, delivery_id = shopify.inbox_key(headers, body)
-        translated = shopify.translate(topic, body, store_currency=store.currency)
-        if isinstance(translated, Ignored):
-            log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
-            if topic not in shopify.TOPICS:
-                return HookResult(status="ignored")
-            async with conn.transaction():
-                status = await inbox.ignore(
-                    conn,
-                    store=store,
-                    source="shopify",
-                    event_id=key,
-                    event_type=topic,
-                    delivery_id=delivery_id,
-                )
-            return HookResult(status=status)
+    store, topic = await _platform_delivery(
+        runtime,
+        store_id,
+        "shopify",
+        lambda secrets: shopify.verify(secrets, body=body, signature=signature),
+        headers,
+        shopify.TOPIC_HEADER,
+    )
+    key, delivery_id = shopify.inbox_key(headers, body)
+    translated = shopify.translate(topic, body, store_currency=store.currency)
+    if isinstance(translated, Ignored):
+        log.info("shopify %s for store %s ignored: %s", topic, store_id, translated.reason)
+        if topic not in shopify.TOPICS:
+            return HookResult(status="ignored")
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            status = await inbox.ignore(
+                conn, store=store, source="shopify", event_id=key, event_type=topic, delivery_id=delivery_id
+            )
+        return HookResult(status=status)
     status = await _receive(
         runtime,
         store=store,
@@ -214,23 +231,19 @@ async def woocommerce_hook(
     once per refund in its `refunds`, cancelled once, whichever deliveries carry them. The ping
     WooCommerce sends when a webhook is saved is answered 200."""
     headers = request.headers
+    if woocommerce.is_ping(headers, body):
+        async with runtime.pool.acquire() as conn:
+            await _known_store(conn, runtime, store_id)
+        return HookResult(status="ignored")
     signature = headers.get(woocommerce.SIGNATURE_HEADER)
-    async with runtime.pool.acquire() as conn:
-        if woocommerce.is_ping(headers, body):
-            store, _ = await runtime.hook_stores.get(conn, store_id)
-            if store is None:
-                raise NotFound(f"no store {store_id}")
-            return HookResult(status="ignored")
-        store, _ = await _verified_store(
-            conn,
-            runtime,
-            store_id,
-            "woocommerce",
-            lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
-        )
-        topic = headers.get(woocommerce.TOPIC_HEADER)
-        if not topic:
-            raise MalformedEvent(f"the {woocommerce.TOPIC_HEADER} header is required")
+    store, topic = await _platform_delivery(
+        runtime,
+        store_id,
+        "woocommerce",
+        lambda secrets: woocommerce.verify(secrets, body=body, signature=signature),
+        headers,
+        woocommerce.TOPIC_HEADER,
+    )
     translated = woocommerce.translate(topic, body, store_currency=store.currency)
     if isinstance(translated, Ignored):
         # No inbox row: a snapshot that implies nothing has no fact to key it by.
