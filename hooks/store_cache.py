@@ -10,9 +10,7 @@ rotated out without grace stops verifying at once, not a TTL later.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,8 +20,6 @@ from redis.asyncio import Redis
 from loyalty.repository import Connection
 from loyalty.repository import stores as stores_repo
 from loyalty.repository.stores import StoreRow
-
-log = logging.getLogger(__name__)
 
 TTL_SECONDS = 10.0
 MAX_STORES = 4096
@@ -74,21 +70,3 @@ class StoreCache:
             self._rows.clear()
         else:
             self._rows.pop(store_id, None)
-
-    async def follow_changes(self, redis: Redis) -> None:
-        """Evict stores whose secrets any process changed, until cancelled."""
-        while True:
-            try:
-                async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANGED_CHANNEL)
-                    # Changes published while we were not listening are lost: drop what we kept.
-                    self.evict()
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self.evict(message["data"].decode())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("lost the store change feed; retrying", exc_info=True)
-                self.evict()
-                await asyncio.sleep(1)

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from loyalty import member_tokens, stores
 from loyalty.errors import NotFound
 from loyalty.stores import Principal, Scope
+from plugin import redis_link
 
 log = logging.getLogger(__name__)
 
@@ -95,25 +96,16 @@ class KeyResolver:
         self._entries.clear()
 
     async def follow_revocations(self, redis: Redis) -> None:
-        """Evict keys revoked by any process, until cancelled."""
-        while True:
-            try:
-                async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(REVOKED_CHANNEL)
-                    # Revocations published while we were not listening are lost: drop what we trusted.
-                    self._evict_all()
-                    self.following.set()
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            self.evict(bytes.fromhex(message["data"].decode()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Redis went away: the TTL still bounds how long a revoked key lives; try again shortly.
-                log.warning("lost the key revocation feed; retrying", exc_info=True)
-                self.following.clear()
-                self._evict_all()
-                await asyncio.sleep(1)
+        """Evict keys revoked by any process, until cancelled. Revocations published while this was
+        not listening are lost, so it then drops every key it trusted (the TTL bounds the rest)."""
+        await redis_link.follow_channel(
+            redis,
+            REVOKED_CHANNEL,
+            on_message=lambda data: self.evict(bytes.fromhex(data.decode())),
+            on_gap=self._evict_all,
+            what="key revocation",
+            listening=self.following,
+        )
 
 
 async def publish_revocation(redis: Redis, key_hash: bytes) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import anyio.to_thread
 from litestar import Litestar
 
+from hooks import store_cache
 from plugin import change_feed, database, embedded, recommender_jobs, redis_link
 from plugin.auth import KeyResolver
 from plugin.jobs import JOB_HANDLERS, PUMPS, SCHEDULES
@@ -99,7 +100,13 @@ def lifespan(settings: Settings) -> contextlib.AbstractAsyncContextManager[None]
             # connections are closed while the event loop still runs.
             followers = [
                 runtime.keys.follow_revocations(runtime.redis),
-                runtime.hook_stores.follow_changes(runtime.redis),
+                redis_link.follow_channel(
+                    runtime.redis,
+                    store_cache.CHANGED_CHANNEL,
+                    on_message=lambda data: runtime.hook_stores.evict(data.decode()),
+                    on_gap=runtime.hook_stores.evict,
+                    what="store change",
+                ),
                 # Every process offers to relay member changes to Redis; one (holding the lock) does.
                 change_feed.relay(runtime),
             ]

@@ -9,6 +9,7 @@ cooldown rather than one per request; callers fall back to PostgreSQL meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -65,3 +66,36 @@ class RedisBreaker:
                 )
             self._skip_until = self._clock() + self._cooldown
             return default
+
+
+async def follow_channel(
+    redis: Redis,
+    channel: str,
+    *,
+    on_message: Callable[[bytes], None],
+    on_gap: Callable[[], None],
+    what: str,
+    listening: asyncio.Event | None = None,
+) -> None:
+    """Call `on_message` with every message published on `channel`, until cancelled. Pub/sub keeps
+    nothing for a listener that was away, so `on_gap` is called whenever messages may have been
+    missed: on subscribing, and on losing Redis (retried every second). `listening` is set while
+    subscribed."""
+    while True:
+        try:
+            async with redis.pubsub() as pubsub:
+                await pubsub.subscribe(channel)
+                on_gap()
+                if listening is not None:
+                    listening.set()
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        on_message(message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("lost the %s feed; retrying", what, exc_info=True)
+            if listening is not None:
+                listening.clear()
+            on_gap()
+            await asyncio.sleep(1)

@@ -166,7 +166,6 @@ class Reader:
             ids = await self._product_ids(store_id, version)
         return _decode(raw, list_name, limit, ids), version
 
-
     async def _fetch_rows(self, keys: list[tuple[str, str]]) -> list[bytes | None]:
         if len(keys) == 1:  # alone: a plain HGET, without a pipeline's bookkeeping
             return [_bytes(await self._redis.hget(*keys[0]))]
