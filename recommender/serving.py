@@ -281,7 +281,7 @@ def _decode(raw: bytes, list_name: str, limit: int, ids: list[str]) -> list[tupl
         )
         for base in (0, 7 * k)  # byte offsets of buy-again's and discover's fields
     ]
-    rounded, reasons = _ROUNDED_HALVES, REASONS
+    rounded, reasons = _rounded_halves(), REASONS
     if list_name == "mixed":
         # -1 (no entry) reads back as 255 from the bytes; entries after the first empty one are empty.
         picks = zip(raw[14 * k : 14 * k + n], raw[15 * k : 15 * k + n], strict=True)
@@ -306,11 +306,10 @@ def _structs(n: int) -> tuple[struct.Struct, struct.Struct]:
     return struct.Struct(f"<{n}i"), struct.Struct(f"<{n}H")
 
 
+@functools.cache
 def _rounded_halves() -> list[float]:
     """Every float16, by its bits, as the score the API shows (4 decimals): a list index per entry
-    instead of a conversion and a `round` call (most of the decoding's time). 65,536 floats."""
+    instead of a conversion and a `round` call (most of the decoding's time). 65,536 floats, made
+    at the first read rather than by every process that imports this module."""
     halves = struct.unpack("<65536e", struct.pack("<65536H", *range(65536)))
     return [round(half, 4) for half in halves]
-
-
-_ROUNDED_HALVES = _rounded_halves()

@@ -103,10 +103,11 @@ SELECT paid.order_id, new_order.order_id IS NOT NULL AS inserted,
        EXISTS (SELECT FROM parked_events p WHERE p.store_id = $1 AND p.order_id = paid.order_id) AS parked
 FROM paid LEFT JOIN new_order USING (order_id)
 """
-# In the order given (callers sort): see loyalty.repository.programs._SELECT_LIVE_LOCKING_ORDERS.
-_LOCK_KEYS = """
-SELECT count(pg_advisory_xact_lock(hashtextextended($1 || '/' || key, 0))) FROM unnest($2::text[]) AS key
-"""
+# Transaction locks on order ids ($1 the store, $2 the ids), taken in the order given (callers sort):
+# a scalar subquery, so the program read can take them in its own statement too.
+LOCK_KEYS = """(SELECT count(pg_advisory_xact_lock(hashtextextended($1 || '/' || key, 0)))
+    FROM unnest($2::text[]) AS key)"""
+_LOCK_KEYS = f"SELECT {LOCK_KEYS}"
 _ORDER_CUSTOMER = "SELECT customer_id FROM orders WHERE store_id = $1 AND order_id = $2"
 _LOCK_ORDER = """
 SELECT order_id, customer_id, currency, subtotal, total, placed_at, status, refunded, micro_points, points,

@@ -8,7 +8,7 @@ from datetime import datetime
 import msgspec
 
 from loyalty.program import Program
-from loyalty.repository import Connection
+from loyalty.repository import Connection, orders
 
 _SELECT_LIVE_VERSION = "SELECT program_version FROM stores WHERE store_id = $1"
 # The live version with its row's xmin: a token no other row of (store, version) can share, not even
@@ -19,18 +19,16 @@ FROM stores s
 LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
 WHERE s.store_id = $1
 """
-# The same, taking orders' key locks (the expression of orders._LOCK_KEY) on the way, in the order
+# The same, taking orders' key locks (orders.LOCK_KEYS) on the way, in the order
 # given: ingestion of order events needs both first, and one round trip serves. Evaluated for the
 # one stores row (no store: no lock, and NotFound anyway); held before any later statement of the
 # transaction starts, which is what the orders' lock protocol relies on.
-_SELECT_LIVE_LOCKING_ORDERS = """
-SELECT s.program_version AS version, p.xmin::text AS token,
-       (SELECT count(pg_advisory_xact_lock(hashtextextended($1 || '/' || key, 0)))
-        FROM unnest($2::text[]) AS key) AS order_keys
+_SELECT_LIVE_LOCKING_ORDERS = f"""
+SELECT s.program_version AS version, p.xmin::text AS token, {orders.LOCK_KEYS} AS order_keys
 FROM stores s
 LEFT JOIN programs p ON p.store_id = s.store_id AND p.version = s.program_version
 WHERE s.store_id = $1
-"""
+"""  # noqa: S608 - constants only
 # Text, not jsonb: msgspec decodes it straight into the Program Structs.
 _SELECT_DOCUMENT = "SELECT document::text FROM programs WHERE store_id = $1 AND version = $2"
 # The compare-and-set that makes If-Match safe: concurrent publishers serialise on the store row
