@@ -98,6 +98,12 @@ def current_secret(store: StoreRow, platform: Signer) -> str | None:
     return store.webhook_secret if platform == "standard" else store.platform_secrets.get(platform)
 
 
+def check_current(store: StoreRow, platform: Signer, check: Callable[[list[str]], T]) -> T:
+    """Run `check` (which raises `InvalidSignature`) with the current secret only."""
+    current = current_secret(store, platform)
+    return check([current] if current else [])
+
+
 async def verify(
     conn: Connection,
     *,
@@ -111,9 +117,8 @@ async def verify(
     The previous secret is read only when the current one fails: a rotation costs nothing on the
     common path.
     """
-    current = current_secret(store, platform)
     try:
-        return check([current] if current else [])
+        return check_current(store, platform, check)
     except InvalidSignature:
         previous = await repo.previous_secret(conn, store_id=store.store_id, platform=platform, now=now)
         if previous is None:

@@ -42,14 +42,19 @@ class StoreCache:
         # Bumped by every eviction: a lookup that overlapped one may have read what it evicted.
         self._evictions = 0
 
+    def cached(self, store_id: str) -> StoreRow | None:
+        """The store's row if it is kept and fresh enough, without asking PostgreSQL."""
+        kept = self._rows.get(store_id)
+        return kept[1] if kept is not None and self._clock() - kept[0] < self._ttl else None
+
     async def get(
         self, conn: Connection, store_id: str, *, fresh: bool = False
     ) -> tuple[StoreRow | None, bool]:
         """The store (None: no such store) and whether it came from the cache."""
+        cached = None if fresh else self.cached(store_id)
+        if cached is not None:
+            return cached, True
         now = self._clock()
-        cached = None if fresh else self._rows.get(store_id)
-        if cached is not None and now - cached[0] < self._ttl:
-            return cached[1], True
         evictions = self._evictions
         store = await stores_repo.get_store(conn, store_id=store_id)
         if store is None:

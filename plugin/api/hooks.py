@@ -7,6 +7,7 @@ receives them through the inbox in the request's one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -90,23 +91,19 @@ async def _known_store(
 
 
 async def _verified_store(
-    conn: Connection,
-    runtime: Runtime,
-    store_id: str,
-    platform: platforms.Signer,
-    check: Callable[[list[str]], T],
+    runtime: Runtime, store_id: str, platform: platforms.Signer, check: Callable[[list[str]], T]
 ) -> tuple[StoreRow, T]:
     """The store and what `check` returned for its secret: the current one, then during a rotation
-    the previous one. A store row from the cache may predate a rotation, so a signature it rejects
-    is checked once more against the row as it is now."""
-    store, cached = await _known_store(conn, runtime, store_id)
-    now = runtime.clock()
-    try:
-        return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
-    except signing.InvalidSignature:
-        if not cached:
-            raise
-        store, _ = await _known_store(conn, runtime, store_id, fresh=True)
+    the previous one. The common case, a kept row and its current secret, asks PostgreSQL nothing;
+    a signature a kept row rejects is checked once more against the row as it is now (it may predate
+    a rotation)."""
+    kept = runtime.hook_stores.cached(store_id)
+    if kept is not None:
+        with contextlib.suppress(signing.InvalidSignature):
+            return kept, platforms.check_current(kept, platform, check)
+    async with runtime.pool.acquire() as conn:
+        store, _ = await _known_store(conn, runtime, store_id, fresh=kept is not None)
+        now = runtime.clock()
         return store, await platforms.verify(conn, store=store, platform=platform, check=check, now=now)
 
 
@@ -120,8 +117,7 @@ async def _platform_delivery(
 ) -> tuple[StoreRow, str]:
     """The store of a Shopify or WooCommerce delivery whose signature `check` accepts, and the
     topic the delivery names."""
-    async with runtime.pool.acquire() as conn:
-        store, _ = await _verified_store(conn, runtime, store_id, platform, check)
+    store, _ = await _verified_store(runtime, store_id, platform, check)
     topic = headers.get(topic_header)
     if not topic:
         raise MalformedEvent(f"the {topic_header} header is required")
@@ -165,14 +161,12 @@ async def standard(
     `product.upserted`) signed as Standard Webhooks with the store's `whsec_` secret. The signature
     is checked before the body is parsed; a bad one is 401 and nothing is written."""
     now = runtime.clock().timestamp()
-    async with runtime.pool.acquire() as conn:
-        store, event_id = await _verified_store(
-            conn,
-            runtime,
-            store_id,
-            "standard",
-            lambda secrets: signing.verify(secrets[0], headers=request.headers, body=body, now=now),
-        )
+    store, event_id = await _verified_store(
+        runtime,
+        store_id,
+        "standard",
+        lambda secrets: signing.verify(secrets[0], headers=request.headers, body=body, now=now),
+    )
     event_type, event = decode_envelope(body)
     status = await _receive(
         runtime, store=store, source="standard", event_id=event_id, event_type=event_type, event=event
