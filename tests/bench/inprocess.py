@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from loyalty.stores import StoreCreated
 from plugin.app import create_app
 from plugin.settings import load_settings
+from tests.asgi import http_scope
 from tests.bench.__main__ import _migrate, backing_servers
 from tests.bench.loadgen import build_request
 from tests.bench.scenarios import HOST_HEADER, PLATFORM_SECRETS, SCENARIOS, BenchContext, Scenario
@@ -52,21 +53,7 @@ def _split(raw: bytes) -> tuple[str, str, list[tuple[bytes, bytes]], bytes]:
 async def _request(app: Any, raw: bytes) -> bytes:
     """Answer one request in-process; its body. Statuses are counted in STATUSES."""
     method, target, headers, body = _split(raw)
-    path, _, query = target.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope(method, target, headers, server="127.0.0.1")
     answer: list[bytes] = []
 
     async def receive() -> dict[str, Any]:

@@ -37,6 +37,7 @@ from loyalty import care, member_tokens
 from loyalty.repository import outbox
 from loyalty.repository import stores as stores_repo
 from loyalty.stores import Scope, StoreCreated
+from tests.asgi import http_scope
 from tests.conftest import ADMIN, ADMIN_TOKEN, bearer, make_store
 from tests.events import signed_headers
 from tests.hooks.platforms import hmac_b64
@@ -300,22 +301,12 @@ def request(seed: Seed, cell: Cell, row: Row) -> tuple[str, dict[str, str], byte
 async def call(app: Litestar, method: str, path: str, headers: dict[str, str], body: bytes) -> int:
     """The status the app answers, read straight off ASGI; the connection is dropped after it, so a
     stream (server-sent events) does not hold the cell open."""
-    path, _, query = path.partition("?")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query.encode(),
-        "headers": [(b"host", b"patron.test")]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000),
-        "server": ("patron.test", 80),
-    }
+    scope = http_scope(
+        method,
+        path,
+        [(b"host", b"patron.test")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        server="patron.test",
+    )
     answered = asyncio.Event()
     status = 0
     request_sent = False
